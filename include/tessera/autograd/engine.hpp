@@ -1,0 +1,130 @@
+// The backward engine: walks the recorded nodes from a tensor in reverse topological order, accumulating gradients.
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "tessera/autograd/grad_mode.hpp"
+#include "tessera/autograd/node.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::autograd {
+
+namespace detail {
+
+template <class T>
+void add_into(const Tensor<T>& destination, const Tensor<T>& source) {
+  T* d = destination.data();
+  const T* s = source.data();
+  const int64_t n = destination.numel();
+  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+}
+
+// Nodes reachable from `root`, each after every node that consumes its output.
+template <class T>
+std::vector<Node<T>*> topological_order(Node<T>* root) {
+  std::vector<Node<T>*> order;
+  std::unordered_set<Node<T>*> visited;
+  std::vector<std::pair<Node<T>*, size_t>> stack{{root, 0}};
+  visited.insert(root);
+  while (!stack.empty()) {
+    auto& [node, next_edge] = stack.back();
+    TESSERA_CHECK(!node->released, "backward: the graph through op '", node->op,
+                  "' was already released by an earlier backward(); pass retain_graph = true to the first call "
+                  "to back-propagate through it twice");
+    if (next_edge < node->edges.size()) {
+      Node<T>* child = node->edges[next_edge++].node.get();
+      if (child && visited.insert(child).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  std::reverse(order.begin(), order.end());
+  return order;
+}
+
+template <class T>
+void accumulate_leaf(tessera::detail::TensorImpl<T>& leaf, const Tensor<T>& gradient) {
+  if (!leaf.grad) {
+    leaf.grad = gradient.clone().impl();  // own copy: the closure's result may alias other tensors
+  } else {
+    add_into(Tensor<T>(leaf.grad), gradient);
+  }
+}
+
+}  // namespace detail
+
+template <class T>
+void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_graph) {
+  TESSERA_CHECK(root.requires_grad(), "backward: the tensor of shape ", root.shape(),
+                " does not require grad (no input of the ops that made it requires grad)");
+  Tensor<T> seed = grad_output;
+  if (!seed.defined()) {
+    TESSERA_CHECK(root.numel() == 1, "backward: without an explicit gradient the tensor must hold one element, got shape ",
+                  root.shape());
+    seed = Tensor<T>::ones(root.shape());
+  }
+  TESSERA_CHECK(seed.shape() == root.shape(), "backward: gradient shape ", seed.shape(),
+                " differs from tensor shape ", root.shape());
+
+  if (root.is_leaf()) {
+    detail::accumulate_leaf(*root.impl(), seed);
+    return;
+  }
+
+  NoGradGuard no_grad;
+  const std::vector<Node<T>*> order = detail::topological_order(root.grad_fn().get());
+  std::unordered_map<Node<T>*, Tensor<T>> pending{{root.grad_fn().get(), seed}};
+  std::vector<std::shared_ptr<Node<T>>> keep_alive;  // released nodes must outlive the walk
+
+  for (Node<T>* node : order) {
+    auto found = pending.find(node);
+    if (found == pending.end()) continue;  // no gradient reached it (every path gave an undefined one)
+    Tensor<T> gradient = std::move(found->second);
+    pending.erase(found);
+
+    NeedsGrad needs(node->edges.size());
+    for (size_t i = 0; i < node->edges.size(); ++i) needs[i] = node->edges[i].needs_grad();
+    Grads<T> grads = node->backward(gradient, needs);
+    TESSERA_CHECK(grads.size() == node->edges.size(), "backward of op '", node->op, "' returned ", grads.size(),
+                  " gradients for ", node->edges.size(), " inputs");
+
+    for (size_t i = 0; i < node->edges.size(); ++i) {
+      Edge<T>& edge = node->edges[i];
+      if (!edge.needs_grad() || !grads[i].defined()) continue;
+      TESSERA_CHECK(grads[i].shape() == edge.shape, "backward of op '", node->op, "' returned a gradient of shape ",
+                    grads[i].shape(), " for input ", i, " of shape ", edge.shape);
+      if (edge.leaf) {
+        detail::accumulate_leaf(*edge.leaf, grads[i]);
+      } else {
+        auto [slot, inserted] = pending.try_emplace(edge.node.get(), grads[i]);
+        if (!inserted) {
+          Tensor<T> sum = slot->second.clone();  // out of place: the stored gradient may alias another tensor
+          detail::add_into(sum, grads[i]);
+          slot->second = std::move(sum);
+        }
+      }
+    }
+    if (!retain_graph) {
+      for (auto& edge : node->edges)
+        if (edge.node) keep_alive.push_back(edge.node);
+      node->release();
+    }
+  }
+}
+
+}  // namespace tessera::autograd
+
+namespace tessera {
+
+template <class T>
+void Tensor<T>::backward(const Tensor<T>& grad_output, bool retain_graph) const {
+  autograd::backward(*this, grad_output, retain_graph);
+}
+
+}  // namespace tessera

@@ -1,0 +1,42 @@
+// AlignedBuffer: a 64-byte aligned, zero-initialised block of elements that tensors share.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "tessera/core/error.hpp"
+
+namespace tessera {
+
+inline constexpr size_t kStorageAlignment = 64;
+
+template <class T>
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(int64_t size) : size_(size) {
+    TESSERA_CHECK(size >= 0, "AlignedBuffer: negative size ", size);
+    if (size_ == 0) return;
+    const size_t bytes = round_up(static_cast<size_t>(size_) * sizeof(T));
+    data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{kStorageAlignment}));
+    std::memset(static_cast<void*>(data_), 0, bytes);
+  }
+  ~AlignedBuffer() {
+    if (data_) ::operator delete(static_cast<void*>(data_), std::align_val_t{kStorageAlignment});
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  int64_t size() const { return size_; }
+
+ private:
+  static size_t round_up(size_t bytes) { return (bytes + kStorageAlignment - 1) / kStorageAlignment * kStorageAlignment; }
+
+  T* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+}  // namespace tessera

@@ -1,0 +1,13 @@
+// The whole public API of tessera in one include.
+#pragma once
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/rng.hpp"
+#include "tessera/core/shape.hpp"
+#include "tessera/core/storage.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/core/threads.hpp"
+
+#include "tessera/autograd/engine.hpp"
+#include "tessera/autograd/grad_mode.hpp"
+#include "tessera/autograd/node.hpp"

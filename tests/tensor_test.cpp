@@ -1,0 +1,67 @@
+// Tests of core/tensor.hpp: factories, shapes, views, element access and printing.
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <tessera/tessera.hpp>
+
+using tessera::Shape;
+using tessera::Tensor;
+
+TEST_CASE("factories fill and shape tensors") {
+  auto z = Tensor<float>::zeros({2, 3});
+  CHECK(z.shape() == Shape{2, 3});
+  CHECK(z.numel() == 6);
+  for (float v : z.to_vector()) CHECK(v == 0.0f);
+  auto o = Tensor<double>::full({4}, 2.5);
+  for (double v : o.to_vector()) CHECK(v == 2.5);
+  auto a = Tensor<float>::arange(0.0f, 1.0f, 0.25f);
+  CHECK(a.to_vector() == std::vector<float>{0.0f, 0.25f, 0.5f, 0.75f});
+  auto s = Tensor<double>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(s.at({1, 0}) == 4.0);
+  CHECK(Tensor<float>::zeros({}).numel() == 1);
+  CHECK(reinterpret_cast<uintptr_t>(Tensor<float>::zeros({7}).data()) % 64 == 0);
+}
+
+TEST_CASE("seeded random tensors are reproducible") {
+  tessera::Generator g1(42), g2(42), g3(43);
+  auto a = Tensor<float>::normal({100}, 0.0f, 1.0f, g1);
+  auto b = Tensor<float>::normal({100}, 0.0f, 1.0f, g2);
+  auto c = Tensor<float>::normal({100}, 0.0f, 1.0f, g3);
+  CHECK(a.to_vector() == b.to_vector());
+  CHECK(a.to_vector() != c.to_vector());
+  auto u = Tensor<double>::uniform({1000}, -1.0, 2.0, g1);
+  for (double v : u.to_vector()) CHECK((v >= -1.0 && v < 2.0));
+}
+
+TEST_CASE("views share storage; clone does not") {
+  auto t = Tensor<float>::arange(6.0f);
+  auto v = t.view({2, 3});
+  v.at({1, 2}) = 42.0f;
+  CHECK(t.at({5}) == 42.0f);
+  CHECK(v.shares_storage_with(t));
+  auto c = t.clone();
+  c.at({0}) = -1.0f;
+  CHECK(t.at({0}) == 0.0f);
+  auto r = v.rows(1, 1);
+  CHECK(r.shape() == Shape{1, 3});
+  CHECK(r.at({0, 0}) == 3.0f);
+}
+
+TEST_CASE("bad shapes and indices throw tessera::Error naming the problem") {
+  CHECK_THROWS_AS(Tensor<float>::from_vector({1, 2, 3}, {2, 2}), tessera::Error);
+  CHECK_THROWS_WITH_AS(Tensor<float>::zeros({2, 3}).view({4}), doctest::Contains("(2, 3)"), tessera::Error);
+  CHECK_THROWS_AS(Tensor<float>::zeros({2}).at({2}), tessera::Error);
+  CHECK_THROWS_AS(Tensor<float>::zeros({1, 1, 1, 1, 1, 1, 1}), tessera::Error);
+  CHECK_THROWS_AS(Tensor<float>().numel(), tessera::Error);
+  CHECK_THROWS_AS(Tensor<float>::zeros({2}).item(), tessera::Error);
+}
+
+TEST_CASE("printing shows values and shape") {
+  std::ostringstream os;
+  os << Tensor<float>::from_vector({1, 2, 3, 4}, {2, 2});
+  CHECK(os.str().find("shape=(2, 2)") != std::string::npos);
+  CHECK(os.str().find("4.0000") != std::string::npos);
+  std::ostringstream big;
+  big << Tensor<float>::zeros({100});
+  CHECK(big.str().find("...") != std::string::npos);
+}
