@@ -11,3 +11,7 @@
 #include "tessera/autograd/engine.hpp"
 #include "tessera/autograd/grad_mode.hpp"
 #include "tessera/autograd/node.hpp"
+
+#include "tessera/ops/ops.hpp"
+
+#include "tessera/testing/gradcheck.hpp"

@@ -203,7 +203,7 @@ class Tensor {
     auto& g = checked_impl().grad;
     return g ? Tensor(g) : Tensor();
   }
-  void set_grad(const Tensor& gradient) {
+  void set_grad(const Tensor& gradient) const {
     if (gradient.defined())
       TESSERA_CHECK(gradient.shape() == shape(), "set_grad: gradient shape ", gradient.shape(),
                     " differs from tensor shape ", shape());
