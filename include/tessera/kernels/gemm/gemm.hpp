@@ -1,0 +1,336 @@
+// The fast float GEMM: a BLIS-style loop driver over packed panels of A and B and a register-blocked
+// micro-kernel, with a fused bias/GELU epilogue (gemm_ex), a strided-batched variant and matmul_any.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdint>
+#include <new>
+#include <type_traits>
+
+#include "tessera/kernels/gemm/blocking.hpp"
+#include "tessera/kernels/gemm/epilogue.hpp"
+#include "tessera/kernels/gemm/microkernel_avx2.hpp"
+#include "tessera/kernels/gemm/microkernel_avx512.hpp"
+#include "tessera/kernels/gemm/microkernel_scalar.hpp"
+#include "tessera/kernels/gemm/pack.hpp"
+#include "tessera/kernels/reference/gemm.hpp"
+
+namespace tessera::kernels {
+namespace gemm_impl {
+
+#if defined(__AVX512F__)
+using DefaultKernel = Avx512Kernel;
+#elif defined(__AVX2__) && defined(__FMA__)
+using DefaultKernel = Avx2Kernel;
+#else
+using DefaultKernel = ScalarKernel<4, 8>;
+#endif
+
+// Below this many flops a GEMM runs on the calling thread: waking a team costs more than it saves.
+inline constexpr double kParallelMinFlops = 1 << 19;
+// A batch item at least this big is threaded on its own when there are too few items to share out.
+inline constexpr double kLargeItemFlops = 1 << 25;
+
+// One GEMM: C (M,N) = act(alpha * op(A) op(B) + beta * C + bias), row-major with row strides lda, ldb, ldc.
+struct Problem {
+  bool trans_a, trans_b;
+  int M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+  GemmEpilogue epilogue;
+
+  double flops() const { return 2.0 * M * N * K; }
+
+  // Rows [r0, r0 + rows) of op(A), C and the pre-activation, as a problem of its own.
+  Problem row_slice(int r0, int rows) const {
+    Problem slice = *this;
+    slice.M = rows;
+    slice.A = trans_a ? A + r0 : A + r0 * lda;
+    slice.C = C + r0 * ldc;
+    if (slice.epilogue.pre_activation) slice.epilogue.pre_activation += r0 * ldc;
+    return slice;
+  }
+};
+
+// 64-byte aligned scratch for packed panels, owned by one call: never static, so concurrent calls are safe.
+class PackBuffer {
+ public:
+  explicit PackBuffer(int64_t floats)
+      : data_(static_cast<float*>(::operator new(size_t(std::max<int64_t>(floats, 16)) * sizeof(float),
+                                                 std::align_val_t{64}))) {}
+  ~PackBuffer() { ::operator delete(data_, std::align_val_t{64}); }
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  float* data_;
+};
+
+// How one GEMM is cut for a team of `threads`. Only the depth split decides summation order, and it
+// depends on K alone, so C has the same bits whatever mc, the chunks or the thread count.
+template <class Kernel>
+struct Plan {
+  DepthBlocks depth;
+  int mc = 0;        // rows per block of A, a multiple of Kernel::mr
+  int m_blocks = 0;  // ceil(M / mc)
+  int n_chunks = 1;  // each kNC panel's slivers are shared out in this many column chunks
+  int64_t a_floats = 0;  // packed A block of one thread
+  int64_t b_floats = 0;  // packed B panel shared by the team
+
+  Plan(const Problem& p, int threads) : depth(p.K) {
+    constexpr int MR = Kernel::mr, NR = Kernel::nr;
+    // Enough row blocks for every thread, a multiple of the team where rows allow, each at most kMC.
+    const int64_t max_blocks = ceil_div(p.M, MR);
+    const int64_t blocks = std::min(round_up(ceil_div(p.M, kMC), threads), max_blocks);
+    mc = int(round_up(ceil_div(p.M, blocks), MR));
+    m_blocks = int(ceil_div(p.M, mc));
+    // Too few rows for the team: also share each panel's columns.
+    if (m_blocks < threads)
+      n_chunks = int(std::min(ceil_div(threads, m_blocks), ceil_div(std::min(p.N, kNC), NR)));
+    a_floats = round_up(std::min<int64_t>(kMC, round_up(p.M, MR)) * depth.depth, 16);
+    b_floats = round_up(round_up(std::min(p.N, kNC), NR) * depth.depth, 16);
+  }
+};
+
+// C = beta * C, then the epilogue, on rows [i0, i1): the whole GEMM when K == 0 or alpha == 0
+// (A and B are then not read, as in BLAS).
+inline void scale_rows(const Problem& p, int i0, int i1) {
+  for (int i = i0; i < i1; ++i) {
+    float* c = p.C + i * p.ldc;
+    for (int j = 0; j < p.N; ++j) c[j] = p.beta == 0.0f ? 0.0f : p.beta * c[j];
+    if (p.epilogue.active()) apply_epilogue(p.epilogue, p.C, p.ldc, i, 1, 0, p.N);
+  }
+}
+
+// Multiplies a packed block of A (rows [i0, i0 + rows), slivers of (kc, MR)) by slivers [s0, s1) of a
+// packed panel of B (columns from jc, slivers of (kc, NR)) into C. The first depth block applies beta,
+// later ones add (beta = 1); the last one runs the epilogue on each finished tile. Tiles cut by the
+// edge of C go through a small temporary tile and the same store rule, so they get identical bits.
+template <class Kernel>
+inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_pack, int i0, int rows, int jc,
+                         int s0, int s1, int kc, bool first_depth, bool last_depth) {
+  constexpr int MR = Kernel::mr, NR = Kernel::nr;
+  const float beta = first_depth ? p.beta : 1.0f;
+  const bool epilogue = last_depth && p.epilogue.active();
+  for (int s = s0; s < s1; ++s) {
+    const int j = jc + s * NR;
+    const int cols = std::min(NR, p.N - j);
+    const float* b = b_pack + int64_t(s) * kc * NR;
+    for (int t = 0; t * MR < rows; ++t) {
+      const int i = i0 + t * MR;
+      const int tile_rows = std::min(MR, rows - t * MR);
+      const float* a = a_pack + int64_t(t) * kc * MR;
+      float* c = p.C + i * p.ldc + j;
+      if (tile_rows == MR && cols == NR) {
+        Kernel::run(kc, a, b, c, p.ldc, p.alpha, beta);
+      } else {
+        alignas(64) float tile[MR * NR];
+        Kernel::run(kc, a, b, tile, NR, p.alpha, 0.0f);
+        for (int r = 0; r < tile_rows; ++r)
+          for (int col = 0; col < cols; ++col) store_rule(c + r * p.ldc + col, tile[r * NR + col], beta);
+      }
+      if (epilogue) apply_epilogue(p.epilogue, p.C, p.ldc, i, tile_rows, j, cols);
+    }
+  }
+}
+
+// The loops around the micro-kernel, run by thread `tid` of a team of `team` (team == 1: no barriers).
+// For each kNC panel of columns and each depth block: the team packs the (kc, nc) panel of B together,
+// then each thread takes a contiguous range of (row block, column chunk) units, packing its row block of A
+// into its own a_pack when the block changes.
+template <class Kernel>
+inline void run_team(const Problem& p, const Plan<Kernel>& plan, int tid, int team, float* a_pack, float* b_pack) {
+  constexpr int MR = Kernel::mr, NR = Kernel::nr;
+  const int units = plan.m_blocks * plan.n_chunks;
+  for (int jc = 0; jc < p.N; jc += kNC) {
+    const int nc = std::min(kNC, p.N - jc);
+    const int slivers = int(ceil_div(nc, NR));
+    for (int block = 0; block < plan.depth.count; ++block) {
+      const int p0 = plan.depth.begin(block);
+      const int kc = plan.depth.size(block, p.K);
+      for (int s = tid * slivers / team; s < (tid + 1) * slivers / team; ++s)
+        pack_b_sliver<NR>(p.trans_b, p.B, p.ldb, jc + s * NR, std::min(NR, nc - s * NR), p0, kc,
+                          b_pack + int64_t(s) * kc * NR);
+      if (team > 1) {
+#pragma omp barrier
+      }
+      int packed_block = -1;
+      for (int u = tid * units / team; u < (tid + 1) * units / team; ++u) {
+        const int ib = u / plan.n_chunks;
+        const int chunk = u % plan.n_chunks;
+        const int i0 = ib * plan.mc;
+        const int rows = std::min(plan.mc, p.M - i0);
+        if (ib != packed_block) {
+          pack_a<MR>(p.trans_a, p.A, p.lda, i0, rows, p0, kc, a_pack);
+          packed_block = ib;
+        }
+        macro_kernel<Kernel>(p, a_pack, b_pack, i0, rows, jc, chunk * slivers / plan.n_chunks,
+                             (chunk + 1) * slivers / plan.n_chunks, kc, block == 0, block == plan.depth.count - 1);
+      }
+      if (team > 1) {
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+// One GEMM with micro-kernel Kernel on up to `threads` OpenMP threads.
+template <class Kernel>
+inline void gemm_with(const Problem& p, int threads) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (omp_in_parallel()) threads = 1;
+  if (p.K == 0 || p.alpha == 0.0f) {
+    const int team = double(p.M) * p.N < kParallelMinFlops ? 1 : threads;
+#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
+    for (int i = 0; i < p.M; ++i) scale_rows(p, i, i + 1);
+    return;
+  }
+  if (p.flops() < kParallelMinFlops) threads = 1;
+  const Plan<Kernel> plan(p, threads);
+  PackBuffer buffer(plan.b_floats + threads * plan.a_floats);
+  float* b_pack = buffer.data();
+  if (threads == 1) {
+    run_team<Kernel>(p, plan, 0, 1, b_pack + plan.b_floats, b_pack);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    run_team<Kernel>(p, plan, tid, omp_get_num_threads(), b_pack + plan.b_floats + tid * plan.a_floats, b_pack);
+  }
+}
+
+// `batch` GEMMs whose operands sit stride_a, stride_b, stride_c elements apart. Many or small items are
+// shared out as (item, row slice) units, each run whole by one thread with its own pack buffers; a few
+// large items are run one after the other, each threaded.
+template <class Kernel>
+inline void gemm_batched_with(const Problem& p, int64_t stride_a, int64_t stride_b, int64_t stride_c, int batch,
+                              int threads) {
+  if (batch <= 0 || p.M <= 0 || p.N <= 0) return;
+  if (omp_in_parallel()) threads = 1;
+  auto item = [&](int b) {
+    Problem q = p;
+    q.A += b * stride_a;
+    q.B += b * stride_b;
+    q.C += b * stride_c;
+    return q;
+  };
+  if (p.flops() * batch < kParallelMinFlops) threads = 1;
+  if (threads == 1 || (p.flops() >= kLargeItemFlops && batch < 4 * threads)) {
+    for (int b = 0; b < batch; ++b) gemm_with<Kernel>(item(b), threads);
+    return;
+  }
+  const int64_t wanted_slices = batch >= 4 * threads ? 1 : ceil_div(4 * threads, batch);
+  const int slice_rows = int(round_up(ceil_div(p.M, std::min(wanted_slices, ceil_div(p.M, Kernel::mr))), Kernel::mr));
+  const int slices = int(ceil_div(p.M, slice_rows));
+  const Plan<Kernel> largest(p.row_slice(0, slice_rows), 1);
+  const int64_t per_thread = largest.a_floats + largest.b_floats;
+  PackBuffer buffer(threads * per_thread);
+#pragma omp parallel num_threads(threads)
+  {
+    float* mine = buffer.data() + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic)
+    for (int u = 0; u < batch * slices; ++u) {
+      const int r0 = (u % slices) * slice_rows;
+      const Problem q = item(u / slices).row_slice(r0, std::min(slice_rows, p.M - r0));
+      if (q.K == 0 || q.alpha == 0.0f) {
+        scale_rows(q, 0, q.M);
+      } else {
+        const Plan<Kernel> plan(q, 1);
+        run_team<Kernel>(q, plan, 0, 1, mine + largest.b_floats, mine);
+      }
+    }
+  }
+}
+
+inline Problem make_problem(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                            const float* B, int ldb, float beta, float* C, int ldc, const GemmEpilogue& epilogue) {
+  assert(M >= 0 && N >= 0 && K >= 0);
+  assert(lda >= std::max(1, trans_a ? M : K) && ldb >= std::max(1, trans_b ? K : N) && ldc >= std::max(1, N));
+  return Problem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
+}
+
+}  // namespace gemm_impl
+
+// C = alpha * op(A) op(B) + beta * C in float, row-major.
+// op(A) is (M,K): A is stored (M,K) with row stride lda, or (K,M) when trans_a.
+// op(B) is (K,N): B is stored (K,N) with row stride ldb, or (N,K) when trans_b.
+// C is (M,N) with row stride ldc. beta == 0 overwrites C without reading it; K == 0 or alpha == 0 gives
+// C = beta * C without reading A or B. Uses omp_get_max_threads() threads; results are bit-identical for
+// any thread count.
+inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                 int ldb, float beta, float* C, int ldc) {
+  gemm_impl::gemm_with<gemm_impl::DefaultKernel>(
+      gemm_impl::make_problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{}),
+      omp_get_max_threads());
+}
+
+// gemm with a fused epilogue: C = act(alpha * op(A) op(B) + beta * C + bias), see GemmEpilogue.
+inline void gemm_ex(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc, const GemmEpilogue& epilogue) {
+  gemm_impl::gemm_with<gemm_impl::DefaultKernel>(
+      gemm_impl::make_problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue),
+      omp_get_max_threads());
+}
+
+// `batch` independent gemm calls: item b uses A + b*stride_a, B + b*stride_b, C + b*stride_c (strides in
+// elements), each with the sizes and row strides of gemm. Threads share out (item, row slice) units.
+inline void gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                         int64_t stride_a, const float* B, int ldb, int64_t stride_b, float beta, float* C, int ldc,
+                         int64_t stride_c, int batch) {
+  assert(batch >= 0);
+  gemm_impl::gemm_batched_with<gemm_impl::DefaultKernel>(
+      gemm_impl::make_problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{}),
+      stride_a, stride_b, stride_c, batch, omp_get_max_threads());
+}
+
+// matmul_any, matmul_any_ex, matmul_any_batched: the GEMM for code templated on T (float or double).
+// float goes to the fast gemm / gemm_ex / gemm_batched; double goes to reference::gemm (plain loops,
+// single-threaded: meant for gradient checks on small shapes). Same arguments and contract as gemm.
+template <class T>
+inline void matmul_any(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+                       int ldb, T beta, T* C, int ldc) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "matmul_any: T must be float or double");
+  if constexpr (std::is_same_v<T, float>)
+    gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    reference::gemm<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class T>
+inline void matmul_any_ex(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+                          int ldb, T beta, T* C, int ldc, const GemmEpilogueT<T>& epilogue) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "matmul_any_ex: T must be float or double");
+  if constexpr (std::is_same_v<T, float>)
+    gemm_ex(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
+  else
+    reference::gemm_ex<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue.bias,
+                          epilogue.gelu, epilogue.pre_activation);
+}
+
+template <class T>
+inline void matmul_any_batched(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+                               int64_t stride_a, const T* B, int ldb, int64_t stride_b, T beta, T* C, int ldc,
+                               int64_t stride_c, int batch) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "matmul_any_batched: T must be float or double");
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_batched(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+  } else {
+    for (int b = 0; b < batch; ++b)
+      reference::gemm<T>(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
+                         C + b * stride_c, ldc);
+  }
+}
+
+}  // namespace tessera::kernels
