@@ -10,6 +10,9 @@ namespace tessera::kernels::gemm_impl {
 inline constexpr int kMC = 144;   // an (kMC, kKC) block of packed A stays in L2
 inline constexpr int kKC = 256;   // a (kKC, kNR) sliver of packed B stays in L1
 inline constexpr int kNC = 4096;  // a (kKC, kNC) panel of packed B stays in L3
+inline constexpr int kMinMC = 48;  // smallest row block made only to give threads more units
+inline constexpr int kPrivateBRows = 1024;  // rows per thread from which each thread packs its own B
+inline constexpr int64_t kPackedBFloats = int64_t(1) << 21;  // B panel packed for several depth blocks at once (8 MiB)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

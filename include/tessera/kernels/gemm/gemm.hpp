@@ -77,30 +77,53 @@ class PackBuffer {
 };
 
 // How one GEMM is cut for a team of `threads`. Only the depth split decides summation order, and it
-// depends on K alone, so C has the same bits whatever mc, the chunks or the thread count.
+// depends on K alone, so C has the same bits whatever mc, the chunks, the groups or the thread count.
 template <class Kernel>
 struct Plan {
   DepthBlocks depth;
-  int mc = 0;        // rows per block of A, a multiple of Kernel::mr
-  int m_blocks = 0;  // ceil(M / mc)
-  int n_chunks = 1;  // each kNC panel's slivers are shared out in this many column chunks
+  int mc = 0;            // rows per block of A, a multiple of Kernel::mr
+  int m_blocks = 0;      // ceil(M / mc)
+  int n_chunks = 1;      // each kNC panel's slivers are shared out in this many column chunks
+  int group_blocks = 1;  // depth blocks of B packed together (all of K when the panel fits kPackedBFloats)
+  bool shared_b = false;  // the team packs one B panel together (one barrier) instead of one each
   int64_t a_floats = 0;  // packed A block of one thread
-  int64_t b_floats = 0;  // packed B panel shared by the team
+  int64_t b_floats = 0;  // packed B panel
 
   Plan(const Problem& p, int threads) : depth(p.K) {
     constexpr int MR = Kernel::mr, NR = Kernel::nr;
-    // Enough row blocks for every thread, a multiple of the team where rows allow, each at most kMC.
-    const int64_t max_blocks = ceil_div(p.M, MR);
-    const int64_t blocks = std::min(round_up(ceil_div(p.M, kMC), threads), max_blocks);
+    // Row blocks of at most kMC rows; with a team, several per thread (down to kMinMC rows) so that
+    // dynamic scheduling can even out threads that run at different speeds; a multiple of the team.
+    int64_t blocks = ceil_div(p.M, kMC);
+    if (threads > 1) blocks = round_up(std::max(blocks, std::min<int64_t>(4 * threads, ceil_div(p.M, kMinMC))), threads);
+    blocks = std::min(blocks, ceil_div(p.M, MR));
     mc = int(round_up(ceil_div(p.M, blocks), MR));
     m_blocks = int(ceil_div(p.M, mc));
     // Too few rows for the team: also share each panel's columns.
-    if (m_blocks < threads)
-      n_chunks = int(std::min(ceil_div(threads, m_blocks), ceil_div(std::min(p.N, kNC), NR)));
+    const int64_t panel = round_up(std::min(p.N, kNC), NR);
+    if (threads > 1 && m_blocks < 2 * threads)
+      n_chunks = int(std::min(ceil_div(4 * threads, m_blocks), panel / NR));
+    group_blocks = int(std::clamp<int64_t>(kPackedBFloats / (panel * depth.depth), 1, depth.count));
+    // With many rows per thread, packing all of B per thread costs little and saves a barrier.
+    shared_b = threads > 1 && (p.M < kPrivateBRows * threads || group_blocks < depth.count || p.N > kNC);
     a_floats = round_up(std::min<int64_t>(kMC, round_up(p.M, MR)) * depth.depth, 16);
-    b_floats = round_up(round_up(std::min(p.N, kNC), NR) * depth.depth, 16);
+    b_floats = round_up(panel * depth.depth * group_blocks, 16);
   }
 };
+
+// Runs task(0 .. count-1): shared out over the enclosing team (an orphaned `omp for`, ending in a barrier),
+// or in order on this thread alone.
+template <class Task>
+inline void for_each_task(bool team, bool dynamic, int count, const Task& task) {
+  if (!team) {
+    for (int i = 0; i < count; ++i) task(i);
+  } else if (dynamic) {
+#pragma omp for schedule(dynamic, 1)
+    for (int i = 0; i < count; ++i) task(i);
+  } else {
+#pragma omp for schedule(static)
+    for (int i = 0; i < count; ++i) task(i);
+  }
+}
 
 // C = beta * C, then the epilogue, on rows [i0, i1): the whole GEMM when K == 0 or alpha == 0
 // (A and B are then not read, as in BLAS).
@@ -144,42 +167,40 @@ inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_p
   }
 }
 
-// The loops around the micro-kernel, run by thread `tid` of a team of `team` (team == 1: no barriers).
-// For each kNC panel of columns and each depth block: the team packs the (kc, nc) panel of B together,
-// then each thread takes a contiguous range of (row block, column chunk) units, packing its row block of A
-// into its own a_pack when the block changes.
+// The loops around the micro-kernel, run by every thread of the enclosing team (team) or by this thread
+// alone. For each kNC panel of columns and each group of depth blocks: the team packs the group's B
+// panel together (one barrier), or with plan.shared_b false each thread packs all of it into its own
+// b_pack, then threads take (row block, column chunk) units dynamically; a unit
+// packs its row block of A into the thread's own a_pack for each depth block of the group in turn and
+// multiplies it into its block of C, which stays in cache across the depth blocks.
 template <class Kernel>
-inline void run_team(const Problem& p, const Plan<Kernel>& plan, int tid, int team, float* a_pack, float* b_pack) {
+inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, float* a_pack, float* b_pack) {
   constexpr int MR = Kernel::mr, NR = Kernel::nr;
-  const int units = plan.m_blocks * plan.n_chunks;
+  const DepthBlocks& depth = plan.depth;
   for (int jc = 0; jc < p.N; jc += kNC) {
     const int nc = std::min(kNC, p.N - jc);
     const int slivers = int(ceil_div(nc, NR));
-    for (int block = 0; block < plan.depth.count; ++block) {
-      const int p0 = plan.depth.begin(block);
-      const int kc = plan.depth.size(block, p.K);
-      for (int s = tid * slivers / team; s < (tid + 1) * slivers / team; ++s)
-        pack_b_sliver<NR>(p.trans_b, p.B, p.ldb, jc + s * NR, std::min(NR, nc - s * NR), p0, kc,
-                          b_pack + int64_t(s) * kc * NR);
-      if (team > 1) {
-#pragma omp barrier
-      }
-      int packed_block = -1;
-      for (int u = tid * units / team; u < (tid + 1) * units / team; ++u) {
-        const int ib = u / plan.n_chunks;
-        const int chunk = u % plan.n_chunks;
-        const int i0 = ib * plan.mc;
+    for (int g0 = 0; g0 < depth.count; g0 += plan.group_blocks) {
+      const int g1 = std::min(depth.count, g0 + plan.group_blocks);
+      // Depth block b of the group is packed at b_pack + (begin(b) - begin(g0)) * slivers * NR.
+      auto panel = [&](int b) { return b_pack + int64_t(depth.begin(b) - depth.begin(g0)) * slivers * NR; };
+      for_each_task(team && plan.shared_b, false, (g1 - g0) * slivers, [&](int task) {
+        const int b = g0 + task / slivers, s = task % slivers;
+        const int kc = depth.size(b, p.K);
+        pack_b_sliver<NR>(p.trans_b, p.B, p.ldb, jc + s * NR, std::min(NR, nc - s * NR), depth.begin(b), kc,
+                          panel(b) + int64_t(s) * kc * NR);
+      });
+      for_each_task(team, true, plan.m_blocks * plan.n_chunks, [&](int unit) {
+        const int chunk = unit % plan.n_chunks;
+        const int i0 = unit / plan.n_chunks * plan.mc;
         const int rows = std::min(plan.mc, p.M - i0);
-        if (ib != packed_block) {
-          pack_a<MR>(p.trans_a, p.A, p.lda, i0, rows, p0, kc, a_pack);
-          packed_block = ib;
+        for (int b = g0; b < g1; ++b) {
+          const int kc = depth.size(b, p.K);
+          pack_a<MR>(p.trans_a, p.A, p.lda, i0, rows, depth.begin(b), kc, a_pack);
+          macro_kernel<Kernel>(p, a_pack, panel(b), i0, rows, jc, chunk * slivers / plan.n_chunks,
+                               (chunk + 1) * slivers / plan.n_chunks, kc, b == 0, b == depth.count - 1);
         }
-        macro_kernel<Kernel>(p, a_pack, b_pack, i0, rows, jc, chunk * slivers / plan.n_chunks,
-                             (chunk + 1) * slivers / plan.n_chunks, kc, block == 0, block == plan.depth.count - 1);
-      }
-      if (team > 1) {
-#pragma omp barrier
-      }
+      });
     }
   }
 }
@@ -197,16 +218,23 @@ inline void gemm_with(const Problem& p, int threads) {
   }
   if (p.flops() < kParallelMinFlops) threads = 1;
   const Plan<Kernel> plan(p, threads);
-  PackBuffer buffer(plan.b_floats + threads * plan.a_floats);
-  float* b_pack = buffer.data();
   if (threads == 1) {
-    run_team<Kernel>(p, plan, 0, 1, b_pack + plan.b_floats, b_pack);
+    PackBuffer buffer(plan.b_floats + plan.a_floats);
+    run_team<Kernel>(p, plan, false, buffer.data() + plan.b_floats, buffer.data());
     return;
   }
+  if (plan.shared_b) {
+    PackBuffer buffer(plan.b_floats + threads * plan.a_floats);
 #pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num();
-    run_team<Kernel>(p, plan, tid, omp_get_num_threads(), b_pack + plan.b_floats + tid * plan.a_floats, b_pack);
+    run_team<Kernel>(p, plan, true, buffer.data() + plan.b_floats + omp_get_thread_num() * plan.a_floats,
+                     buffer.data());
+  } else {
+    PackBuffer buffer(threads * (plan.a_floats + plan.b_floats));
+#pragma omp parallel num_threads(threads)
+    {
+      float* mine = buffer.data() + omp_get_thread_num() * (plan.a_floats + plan.b_floats);
+      run_team<Kernel>(p, plan, true, mine + plan.b_floats, mine);
+    }
   }
 }
 
@@ -246,8 +274,7 @@ inline void gemm_batched_with(const Problem& p, int64_t stride_a, int64_t stride
       if (q.K == 0 || q.alpha == 0.0f) {
         scale_rows(q, 0, q.M);
       } else {
-        const Plan<Kernel> plan(q, 1);
-        run_team<Kernel>(q, plan, 0, 1, mine + largest.b_floats, mine);
+        run_team<Kernel>(q, Plan<Kernel>(q, 1), false, mine + largest.b_floats, mine);
       }
     }
   }

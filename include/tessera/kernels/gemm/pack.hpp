@@ -54,18 +54,28 @@ inline void store_lanes(float* p, __m256 v, int count) {
 // Interleaves `lines` source lines into a sliver W wide:
 //   dst[k * W + r] = src[r * ld + k]  for r < lines, k < len;   dst[k * W + r] = 0  for lines <= r < W.
 // Source line r is contiguous in k; this is the transposing case (rows of A, or columns of B when trans_b).
+// With AVX2, 8x8 blocks are transposed in registers and stored 8 lanes wide even where fewer belong to
+// the row: the extra lanes spill into the start of the next row, which a later store overwrites (row
+// groups go right to left, k upwards). Stores that would reach past the sliver's end are masked to their
+// own row, so nothing is written outside the sliver.
 template <int W>
 inline void pack_transposed(const float* src, int64_t ld, int lines, int len, float* dst) {
   int k = 0;
 #if defined(__AVX2__)
+  constexpr int last_group = (W - 1) / 8 * 8;
   for (; k + 8 <= len; k += 8) {
-    for (int r0 = 0; r0 < W; r0 += 8) {
+    for (int r0 = last_group; r0 >= 0; r0 -= 8) {
       __m256 v[8];
       for (int q = 0; q < 8; ++q)
         v[q] = r0 + q < lines ? _mm256_loadu_ps(src + (r0 + q) * ld + k) : _mm256_setzero_ps();
       transpose8x8(v);
-      const int width = std::min(8, W - r0);
-      for (int q = 0; q < 8; ++q) store_lanes(dst + (k + q) * W + r0, v[q], width);
+      for (int q = 0; q < 8; ++q) {
+        float* row = dst + (k + q) * W + r0;
+        if ((k + q) * W + r0 + 8 <= len * W)
+          _mm256_storeu_ps(row, v[q]);
+        else
+          store_lanes(row, v[q], std::min(8, W - r0));
+      }
     }
   }
 #endif
