@@ -14,4 +14,6 @@
 
 #include "tessera/ops/ops.hpp"
 
+#include "tessera/io/safetensors.hpp"
+
 #include "tessera/testing/gradcheck.hpp"
