@@ -13,9 +13,7 @@ using Inputs = std::vector<TensorD>;
 namespace {
 
 TensorF to_float(const TensorD& t) {
-  TensorF f(t.shape());
-  for (int64_t i = 0; i < t.numel(); ++i) f.data()[i] = static_cast<float>(t.data()[i]);
-  return f;
+  return TensorF::from_vector(std::vector<float>(t.data(), t.data() + t.numel()), t.shape());
 }
 
 // Batched (B0,B1,M,K)x(B1,K,N) by plain index loops, with a's dimension 1 broadcast (size 1).
