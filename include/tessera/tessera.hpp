@@ -14,6 +14,13 @@
 
 #include "tessera/ops/ops.hpp"
 
+#include "tessera/data/cifar10.hpp"
+#include "tessera/data/data_loader.hpp"
+#include "tessera/data/dataset.hpp"
+#include "tessera/data/image.hpp"
+#include "tessera/data/image_folder.hpp"
+#include "tessera/data/transforms.hpp"
+
 #include "tessera/io/safetensors.hpp"
 
 #include "tessera/testing/gradcheck.hpp"
