@@ -1,0 +1,184 @@
+// ViTConfig: every hyper-parameter of a VisionTransformer (timm's argument names and defaults), presets, and
+// JSON conversion so a config can travel in a safetensors header.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tessera/core/error.hpp"
+
+namespace tessera::nn {
+
+struct ViTConfig {
+  int64_t img_size = 224;
+  int64_t patch_size = 16;
+  int64_t in_chans = 3;
+  int64_t num_classes = 1000;
+  int64_t embed_dim = 768;
+  int64_t depth = 12;
+  int64_t num_heads = 12;
+  double mlp_ratio = 4.0;  // MLP hidden width = int(embed_dim * mlp_ratio), truncated as in timm
+  bool qkv_bias = true;
+  double drop_rate = 0.0;       // dropout before the head
+  double pos_drop_rate = 0.0;   // dropout after adding the position embedding
+  double attn_drop_rate = 0.0;  // dropout on the attention probabilities
+  double proj_drop_rate = 0.0;  // dropout after the attention projection and inside the MLP
+  double drop_path_rate = 0.0;  // stochastic depth, rising linearly from 0 (first block) to this (last block)
+  double layer_norm_eps = 1e-6;
+  std::string weight_init = "";  // timm's weight_init: "" (timm default), "jax" or "jax_nlhb"
+
+  int64_t grid_size() const { return img_size / patch_size; }
+  int64_t num_patches() const { return grid_size() * grid_size(); }
+  int64_t num_tokens() const { return num_patches() + 1; }  // patches and the class token
+  int64_t head_dim() const { return embed_dim / num_heads; }
+  int64_t mlp_hidden_dim() const { return static_cast<int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
+
+  // Throws tessera::Error naming the first inconsistent field.
+  void validate() const {
+    auto positive = [](int64_t v, const char* name) {
+      TESSERA_CHECK(v > 0, "ViTConfig: ", name, " must be positive, got ", v);
+    };
+    positive(img_size, "img_size");
+    positive(patch_size, "patch_size");
+    positive(in_chans, "in_chans");
+    positive(num_classes, "num_classes");
+    positive(embed_dim, "embed_dim");
+    positive(depth, "depth");
+    positive(num_heads, "num_heads");
+    TESSERA_CHECK(img_size % patch_size == 0, "ViTConfig: img_size ", img_size, " is not divisible by patch_size ",
+                  patch_size);
+    TESSERA_CHECK(embed_dim % num_heads == 0, "ViTConfig: embed_dim ", embed_dim, " is not divisible by num_heads ",
+                  num_heads);
+    TESSERA_CHECK(mlp_ratio > 0.0 && mlp_hidden_dim() > 0, "ViTConfig: mlp_ratio ", mlp_ratio,
+                  " gives an empty MLP for embed_dim ", embed_dim);
+    auto rate = [](double p, const char* name) {
+      TESSERA_CHECK(p >= 0.0 && p < 1.0, "ViTConfig: ", name, " must be in [0, 1), got ", p);
+    };
+    rate(drop_rate, "drop_rate");
+    rate(pos_drop_rate, "pos_drop_rate");
+    rate(attn_drop_rate, "attn_drop_rate");
+    rate(proj_drop_rate, "proj_drop_rate");
+    rate(drop_path_rate, "drop_path_rate");
+    TESSERA_CHECK(layer_norm_eps > 0.0, "ViTConfig: layer_norm_eps must be positive, got ", layer_norm_eps);
+    TESSERA_CHECK(weight_init.empty() || weight_init == "jax" || weight_init == "jax_nlhb",
+                  "ViTConfig: weight_init must be \"\", \"jax\" or \"jax_nlhb\", got \"", weight_init, "\"");
+  }
+
+  // ---- presets -------------------------------------------------------------------------------------------
+  // The CIFAR-10 model of the reference recipe (GUIDE.md).
+  static ViTConfig vit_cifar() {
+    ViTConfig c;
+    c.img_size = 32;
+    c.patch_size = 4;
+    c.num_classes = 10;
+    c.embed_dim = 192;
+    c.depth = 6;
+    c.num_heads = 3;
+    c.mlp_ratio = 2.0;
+    return c;
+  }
+  // timm's vit_tiny_patch16_224, vit_small_patch16_224 and vit_base_patch16_224 (ImageNet-1k heads).
+  static ViTConfig vit_tiny_patch16_224() { return imagenet(192, 3); }
+  static ViTConfig vit_small_patch16_224() { return imagenet(384, 6); }
+  static ViTConfig vit_base_patch16_224() { return imagenet(768, 12); }
+
+  // ---- JSON ----------------------------------------------------------------------------------------------
+  nlohmann::json to_json() const {
+    return {{"img_size", img_size},
+            {"patch_size", patch_size},
+            {"in_chans", in_chans},
+            {"num_classes", num_classes},
+            {"embed_dim", embed_dim},
+            {"depth", depth},
+            {"num_heads", num_heads},
+            {"mlp_ratio", mlp_ratio},
+            {"qkv_bias", qkv_bias},
+            {"drop_rate", drop_rate},
+            {"pos_drop_rate", pos_drop_rate},
+            {"attn_drop_rate", attn_drop_rate},
+            {"proj_drop_rate", proj_drop_rate},
+            {"drop_path_rate", drop_path_rate},
+            {"layer_norm_eps", layer_norm_eps},
+            {"weight_init", weight_init}};
+  }
+  std::string to_json_string() const { return to_json().dump(); }
+
+  // Reads a JSON object of timm VisionTransformer arguments; absent fields keep timm's defaults. An unknown key
+  // or a value of the wrong type is an error (it would silently build a different model).
+  static ViTConfig from_json(const nlohmann::json& j) {
+    TESSERA_CHECK(j.is_object(), "ViTConfig::from_json: expected a JSON object, got ", j.type_name());
+    ViTConfig c;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "img_size") c.img_size = integer(key, value);
+      else if (key == "patch_size") c.patch_size = integer(key, value);
+      else if (key == "in_chans") c.in_chans = integer(key, value);
+      else if (key == "num_classes") c.num_classes = integer(key, value);
+      else if (key == "embed_dim") c.embed_dim = integer(key, value);
+      else if (key == "depth") c.depth = integer(key, value);
+      else if (key == "num_heads") c.num_heads = integer(key, value);
+      else if (key == "mlp_ratio") c.mlp_ratio = number(key, value);
+      else if (key == "qkv_bias") c.qkv_bias = boolean(key, value);
+      else if (key == "drop_rate") c.drop_rate = number(key, value);
+      else if (key == "pos_drop_rate") c.pos_drop_rate = number(key, value);
+      else if (key == "attn_drop_rate") c.attn_drop_rate = number(key, value);
+      else if (key == "proj_drop_rate") c.proj_drop_rate = number(key, value);
+      else if (key == "drop_path_rate") c.drop_path_rate = number(key, value);
+      else if (key == "layer_norm_eps") c.layer_norm_eps = number(key, value);
+      else if (key == "weight_init") c.weight_init = text(key, value);
+      else fail_unknown_key(key);
+    }
+    c.validate();
+    return c;
+  }
+  static ViTConfig from_json_string(const std::string& text) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      tessera::detail::fail("ViTConfig::from_json_string: invalid JSON (", e.what(), ")");
+    }
+    return from_json(j);
+  }
+
+  friend bool operator==(const ViTConfig&, const ViTConfig&) = default;
+
+ private:
+  static ViTConfig imagenet(int64_t embed_dim, int64_t num_heads) {
+    ViTConfig c;
+    c.embed_dim = embed_dim;
+    c.num_heads = num_heads;
+    return c;
+  }
+  static int64_t integer(const std::string& key, const nlohmann::json& v) {
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_number_float()) {  // 32.0 is accepted, 32.5 is not
+      const double d = v.get<double>();
+      TESSERA_CHECK(std::floor(d) == d, "ViTConfig::from_json: '", key, "' must be an integer, got ", v.dump());
+      return static_cast<int64_t>(d);
+    }
+    tessera::detail::fail("ViTConfig::from_json: '", key, "' must be an integer, got ", v.dump());
+  }
+  static double number(const std::string& key, const nlohmann::json& v) {
+    TESSERA_CHECK(v.is_number(), "ViTConfig::from_json: '", key, "' must be a number, got ", v.dump());
+    return v.get<double>();
+  }
+  static bool boolean(const std::string& key, const nlohmann::json& v) {
+    TESSERA_CHECK(v.is_boolean(), "ViTConfig::from_json: '", key, "' must be true or false, got ", v.dump());
+    return v.get<bool>();
+  }
+  static std::string text(const std::string& key, const nlohmann::json& v) {
+    TESSERA_CHECK(v.is_string(), "ViTConfig::from_json: '", key, "' must be a string, got ", v.dump());
+    return v.get<std::string>();
+  }
+  [[noreturn]] static void fail_unknown_key(const std::string& key) {
+    tessera::detail::fail("ViTConfig::from_json: unknown key '", key,
+                          "' (known: img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, "
+                          "mlp_ratio, qkv_bias, drop_rate, pos_drop_rate, attn_drop_rate, proj_drop_rate, "
+                          "drop_path_rate, layer_norm_eps, weight_init)");
+  }
+};
+
+}  // namespace tessera::nn

@@ -1,0 +1,15 @@
+// The layers and models: Module, Linear, LayerNorm, Dropout, PatchEmbedding, MultiHeadAttention, MLP,
+// TransformerBlock, VisionTransformer, ViTConfig and the initialisers.
+#pragma once
+
+#include "tessera/nn/attention.hpp"
+#include "tessera/nn/config.hpp"
+#include "tessera/nn/dropout.hpp"
+#include "tessera/nn/init.hpp"
+#include "tessera/nn/layer_norm.hpp"
+#include "tessera/nn/linear.hpp"
+#include "tessera/nn/mlp.hpp"
+#include "tessera/nn/module.hpp"
+#include "tessera/nn/patch_embedding.hpp"
+#include "tessera/nn/transformer_block.hpp"
+#include "tessera/nn/vision_transformer.hpp"

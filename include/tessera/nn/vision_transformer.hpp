@@ -1,0 +1,174 @@
+// nn::VisionTransformer: the same function as timm's VisionTransformer with class-token pooling — patch embedding,
+// class token, learned position embedding, pre-norm transformer blocks, final LayerNorm, linear head — with timm's
+// parameter names and initialisation.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/core/rng.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/nn/attention.hpp"
+#include "tessera/nn/config.hpp"
+#include "tessera/nn/dropout.hpp"
+#include "tessera/nn/init.hpp"
+#include "tessera/nn/layer_norm.hpp"
+#include "tessera/nn/linear.hpp"
+#include "tessera/nn/module.hpp"
+#include "tessera/nn/patch_embedding.hpp"
+#include "tessera/nn/transformer_block.hpp"
+#include "tessera/ops/elementwise.hpp"
+#include "tessera/ops/shape_ops.hpp"
+
+namespace tessera::nn {
+
+template <class T>
+class VisionTransformer : public Module<T> {
+  ViTConfig config_;            // first, so it is validated before any layer is built
+  Generator noise_generator_;   // for dropout and drop-path
+
+ public:
+  // Builds the model and initialises it as timm does for config.weight_init, drawing from `init_generator`.
+  // Dropout and drop-path draw from the model's own generator, seeded from init_generator (see set_generator).
+  VisionTransformer(const ViTConfig& config, Generator& init_generator)
+      : Module<T>("VisionTransformer"),
+        config_(checked(config)),
+        noise_generator_(init_generator.next_u64()),
+        patch_embed(config.img_size, config.patch_size, config.in_chans, config.embed_dim, init_generator),
+        pos_drop(config.pos_drop_rate),
+        norm(config.embed_dim, config.layer_norm_eps),
+        head_drop(config.drop_rate),
+        head(config.embed_dim, config.num_classes, true, init_generator) {
+    cls_token = Tensor<T>::zeros(Shape{1, 1, config.embed_dim});
+    pos_embed = Tensor<T>::zeros(Shape{1, config.num_tokens(), config.embed_dim});
+    this->register_parameter("cls_token", cls_token);
+    this->register_parameter("pos_embed", pos_embed);
+    this->register_module("patch_embed", patch_embed);
+    this->register_module("pos_drop", pos_drop);
+    for (int64_t i = 0; i < config.depth; ++i) {
+      TransformerBlockOptions o;
+      o.dim = config.embed_dim;
+      o.num_heads = config.num_heads;
+      o.mlp_hidden_dim = config.mlp_hidden_dim();
+      o.qkv_bias = config.qkv_bias;
+      o.attn_drop = config.attn_drop_rate;
+      o.proj_drop = config.proj_drop_rate;
+      o.drop_path = config.depth > 1 ? config.drop_path_rate * static_cast<double>(i) / static_cast<double>(config.depth - 1)
+                                     : 0.0;  // torch.linspace(0, drop_path_rate, depth)
+      o.layer_norm_eps = config.layer_norm_eps;
+      blocks.emplace_back(o, init_generator);
+    }
+    this->register_module("blocks", blocks);
+    this->register_module("norm", norm);
+    this->register_module("head_drop", head_drop);
+    this->register_module("head", head);
+    init_weights(init_generator);
+    this->set_generator(noise_generator_);
+  }
+  explicit VisionTransformer(const ViTConfig& config, uint64_t seed = 0)
+      : VisionTransformer(config, seeded(seed)) {}
+
+  const ViTConfig& config() const { return config_; }
+
+  // timm's init_weights: pos_embed ~ trunc_normal(std .02), cls_token ~ N(0, 1e-6²), then per module —
+  //   "":    Linear weights trunc_normal(std .02) and zero biases; the patch Conv2d keeps torch's default init;
+  //   "jax": Linear weights xavier_uniform, zero biases except the MLP's (N(0, 1e-6²)), the head zero (bias 0, or
+  //          -log(num_classes) for "jax_nlhb"); the patch Conv2d lecun_normal with a zero bias.
+  // LayerNorms are ones and zeros in both.
+  void init_weights(Generator& generator) {
+    const bool jax = config_.weight_init.rfind("jax", 0) == 0;
+    const double head_bias = config_.weight_init == "jax_nlhb" ? -std::log(static_cast<double>(config_.num_classes)) : 0.0;
+    init::trunc_normal_(pos_embed, 0.02, generator);
+    init::normal_(cls_token, 0.0, 1e-6, generator);
+    this->visit_modules([&](const std::string& name, Module<T>& m) {
+      if (auto* linear = dynamic_cast<Linear<T>*>(&m)) {
+        if (!jax) {
+          init::trunc_normal_(linear->weight, 0.02, generator);
+          if (linear->has_bias()) init::zeros_(linear->bias);
+        } else if (name.rfind("head", 0) == 0) {
+          init::zeros_(linear->weight);
+          if (linear->has_bias()) init::constant_(linear->bias, head_bias);
+        } else {
+          init::xavier_uniform_(linear->weight, generator);
+          if (linear->has_bias()) {
+            if (name.find("mlp") != std::string::npos)
+              init::normal_(linear->bias, 0.0, 1e-6, generator);
+            else
+              init::zeros_(linear->bias);
+          }
+        }
+      } else if (auto* conv = dynamic_cast<PatchProjection<T>*>(&m)) {
+        if (jax) {
+          init::lecun_normal_(conv->weight, generator);
+          init::zeros_(conv->bias);
+        }
+      } else if (auto* layer_norm = dynamic_cast<LayerNorm<T>*>(&m)) {
+        init::ones_(layer_norm->weight);
+        init::zeros_(layer_norm->bias);
+      }
+    });
+  }
+
+  // x is (B, in_chans, img_size, img_size); returns every token after the final norm, (B, 1 + num_patches, dim).
+  Tensor<T> forward_tokens(const Tensor<T>& x) {
+    const Tensor<T> patches = patch_embed(x);  // (B, P, D)
+    const int64_t B = patches.size(0);
+    const Tensor<T> cls = ops::add(Tensor<T>::zeros(Shape{B, 1, config_.embed_dim}), cls_token);
+    Tensor<T> h = pos_drop(ops::add(ops::concat({cls, patches}, 1), pos_embed));
+    for (auto& block : blocks) h = (*block)(h);
+    return norm(h);
+  }
+
+  // The class token after the final norm, (B, dim): what the head reads.
+  Tensor<T> forward_features(const Tensor<T>& x) { return ops::select(forward_tokens(x), 1, 0); }
+
+  // features (B, dim) -> logits (B, num_classes).
+  Tensor<T> forward_head(const Tensor<T>& features) { return head(head_drop(features)); }
+
+  // Logits (B, num_classes).
+  Tensor<T> forward(const Tensor<T>& x) { return forward_head(forward_features(x)); }
+  Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
+
+  // Keep (or stop keeping) each block's attention probabilities at every forward.
+  void set_keep_attention(bool keep) {
+    for (auto& block : blocks) block->attn.set_keep_attention(keep);
+  }
+  // The kept probabilities, one (B, num_heads, N, N) tensor per block.
+  std::vector<Tensor<T>> attention_probs() const {
+    std::vector<Tensor<T>> out;
+    for (const auto& block : blocks) out.push_back(block->attn.attention_probs());
+    return out;
+  }
+  // Uses `fn` for the attention math of every block (e.g. ops::attention<T>, the fused kernel).
+  void set_attention_fn(const AttentionFn<T>& fn) {
+    for (auto& block : blocks) block->attn.set_attention_fn(fn);
+  }
+
+  // The generator owned by the model, which dropout and drop-path use unless set_generator chose another.
+  Generator& noise_generator() { return noise_generator_; }
+
+  Tensor<T> cls_token;
+  Tensor<T> pos_embed;
+  PatchEmbedding<T> patch_embed;
+  Dropout<T> pos_drop;
+  ModuleList<T, TransformerBlock<T>> blocks;
+  LayerNorm<T> norm;
+  Dropout<T> head_drop;
+  Linear<T> head;
+
+ private:
+  static const ViTConfig& checked(const ViTConfig& config) {
+    config.validate();
+    return config;
+  }
+  static Generator& seeded(uint64_t seed) {
+    thread_local Generator generator;
+    generator.manual_seed(seed);
+    return generator;
+  }
+
+};
+
+}  // namespace tessera::nn
