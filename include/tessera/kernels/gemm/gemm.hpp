@@ -283,7 +283,7 @@ inline void gemm_batched_with(const Problem& p, int64_t stride_a, int64_t stride
 inline Problem make_problem(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                             const float* B, int ldb, float beta, float* C, int ldc, const GemmEpilogue& epilogue) {
   assert(M >= 0 && N >= 0 && K >= 0);
-  assert(lda >= std::max(1, trans_a ? M : K) && ldb >= std::max(1, trans_b ? K : N) && ldc >= std::max(1, N));
+  assert(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N);
   return Problem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
 }
 
