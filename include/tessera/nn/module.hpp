@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "tessera/autograd/engine.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/rng.hpp"
 #include "tessera/core/tensor.hpp"
