@@ -1,5 +1,5 @@
-// The fused GEMM epilogue: a per-column bias and the exact (erf) GELU, applied to a finished tile of C
-// while it is still in L1.
+// The fused GEMM epilogue: a per-column bias (added by the micro-kernel's store) and the exact (erf) GELU,
+// applied to a finished block of C while it is still in cache.
 #pragma once
 
 #include <cmath>
@@ -26,22 +26,19 @@ namespace gemm_impl {
 
 inline float gelu_exact(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
 
-// Applies the epilogue to rows [i0, i0 + rows) and columns [j0, j0 + cols) of C (row stride ldc).
-inline void apply_epilogue(const GemmEpilogue& epilogue, float* C, int64_t ldc, int i0, int rows, int j0, int cols) {
+// The activation part of the epilogue on rows [i0, i0 + rows), columns [j0, j0 + cols) of C (row stride
+// ldc), whose bias is already added: with gelu, copies x to the pre-activation and writes gelu(x).
+// (The bias is added by the micro-kernel's store, see store_rule.)
+inline void apply_activation(const GemmEpilogue& epilogue, float* C, int64_t ldc, int i0, int rows, int j0, int cols) {
+  if (!epilogue.gelu) return;
   for (int r = 0; r < rows; ++r) {
     const int64_t offset = int64_t(i0 + r) * ldc + j0;
     float* c = C + offset;
-    if (epilogue.bias) {
-      const float* bias = epilogue.bias + j0;
-      for (int j = 0; j < cols; ++j) c[j] += bias[j];
+    if (epilogue.pre_activation) {
+      float* pre = epilogue.pre_activation + offset;
+      for (int j = 0; j < cols; ++j) pre[j] = c[j];
     }
-    if (epilogue.gelu) {
-      if (epilogue.pre_activation) {
-        float* pre = epilogue.pre_activation + offset;
-        for (int j = 0; j < cols; ++j) pre[j] = c[j];
-      }
-      for (int j = 0; j < cols; ++j) c[j] = gelu_exact(c[j]);
-    }
+    for (int j = 0; j < cols; ++j) c[j] = gelu_exact(c[j]);
   }
 }
 

@@ -131,38 +131,42 @@ inline void scale_rows(const Problem& p, int i0, int i1) {
   for (int i = i0; i < i1; ++i) {
     float* c = p.C + i * p.ldc;
     for (int j = 0; j < p.N; ++j) c[j] = p.beta == 0.0f ? 0.0f : p.beta * c[j];
-    if (p.epilogue.active()) apply_epilogue(p.epilogue, p.C, p.ldc, i, 1, 0, p.N);
+    if (p.epilogue.bias)
+      for (int j = 0; j < p.N; ++j) c[j] += p.epilogue.bias[j];
+    apply_activation(p.epilogue, p.C, p.ldc, i, 1, 0, p.N);
   }
 }
 
 // Multiplies a packed block of A (rows [i0, i0 + rows), slivers of (kc, MR)) by slivers [s0, s1) of a
 // packed panel of B (columns from jc, slivers of (kc, NR)) into C. The first depth block applies beta,
-// later ones add (beta = 1); the last one runs the epilogue on each finished tile. Tiles cut by the
-// edge of C go through a small temporary tile and the same store rule, so they get identical bits.
+// later ones add (beta = 1); the last one adds the bias. Tiles cut by the edge of C are computed into a
+// small temporary tile (alpha = 1, so it holds the exact sums) and written by the same store_rule, so
+// they get the same bits as a full tile would.
 template <class Kernel>
 inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_pack, int i0, int rows, int jc,
                          int s0, int s1, int kc, bool first_depth, bool last_depth) {
   constexpr int MR = Kernel::mr, NR = Kernel::nr;
   const float beta = first_depth ? p.beta : 1.0f;
-  const bool epilogue = last_depth && p.epilogue.active();
+  const float* bias = last_depth ? p.epilogue.bias : nullptr;
   for (int s = s0; s < s1; ++s) {
     const int j = jc + s * NR;
     const int cols = std::min(NR, p.N - j);
     const float* b = b_pack + int64_t(s) * kc * NR;
+    const float* bias_j = bias ? bias + j : nullptr;
     for (int t = 0; t * MR < rows; ++t) {
       const int i = i0 + t * MR;
       const int tile_rows = std::min(MR, rows - t * MR);
       const float* a = a_pack + int64_t(t) * kc * MR;
       float* c = p.C + i * p.ldc + j;
       if (tile_rows == MR && cols == NR) {
-        Kernel::run(kc, a, b, c, p.ldc, p.alpha, beta);
+        Kernel::run(kc, a, b, c, p.ldc, p.alpha, beta, bias_j);
       } else {
         alignas(64) float tile[MR * NR];
-        Kernel::run(kc, a, b, tile, NR, p.alpha, 0.0f);
+        Kernel::run(kc, a, b, tile, NR, 1.0f, 0.0f, nullptr);
         for (int r = 0; r < tile_rows; ++r)
-          for (int col = 0; col < cols; ++col) store_rule(c + r * p.ldc + col, tile[r * NR + col], beta);
+          for (int col = 0; col < cols; ++col)
+            store_rule(c + r * p.ldc + col, tile[r * NR + col], p.alpha, beta, bias_j ? bias_j + col : nullptr);
       }
-      if (epilogue) apply_epilogue(p.epilogue, p.C, p.ldc, i, tile_rows, j, cols);
     }
   }
 }
@@ -172,7 +176,8 @@ inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_p
 // panel together (one barrier), or with plan.shared_b false each thread packs all of it into its own
 // b_pack, then threads take (row block, column chunk) units dynamically; a unit
 // packs its row block of A into the thread's own a_pack for each depth block of the group in turn and
-// multiplies it into its block of C, which stays in cache across the depth blocks.
+// multiplies it into its block of C, which stays in cache across the depth blocks; after the last depth
+// block the unit applies the activation to its finished block.
 template <class Kernel>
 inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, float* a_pack, float* b_pack) {
   constexpr int MR = Kernel::mr, NR = Kernel::nr;
@@ -194,12 +199,14 @@ inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, floa
         const int chunk = unit % plan.n_chunks;
         const int i0 = unit / plan.n_chunks * plan.mc;
         const int rows = std::min(plan.mc, p.M - i0);
+        const int s0 = chunk * slivers / plan.n_chunks, s1 = (chunk + 1) * slivers / plan.n_chunks;
         for (int b = g0; b < g1; ++b) {
           const int kc = depth.size(b, p.K);
           pack_a<MR>(p.trans_a, p.A, p.lda, i0, rows, depth.begin(b), kc, a_pack);
-          macro_kernel<Kernel>(p, a_pack, panel(b), i0, rows, jc, chunk * slivers / plan.n_chunks,
-                               (chunk + 1) * slivers / plan.n_chunks, kc, b == 0, b == depth.count - 1);
+          macro_kernel<Kernel>(p, a_pack, panel(b), i0, rows, jc, s0, s1, kc, b == 0, b == depth.count - 1);
         }
+        if (g1 == depth.count)
+          apply_activation(p.epilogue, p.C, p.ldc, i0, rows, jc + s0 * NR, std::min(nc, s1 * NR) - s0 * NR);
       });
     }
   }

@@ -17,6 +17,7 @@ struct Avx2Vec {
   static reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
 };
 

@@ -17,6 +17,7 @@ struct Avx512Vec {
   static reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
 };
 
