@@ -21,7 +21,8 @@ template <class V = simd::VecNative>
 inline void cross_entropy_forward(float* losses, float* probs, const float* logits, const int64_t* targets, int rows,
                                   int classes, float label_smoothing) {
   assert(rows >= 0 && classes >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * classes >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(classes)) \
+    if (int64_t{rows} * classes >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const float* x = logits + int64_t{r} * classes;
     const int64_t target = targets[r];
@@ -51,7 +52,8 @@ inline void cross_entropy_backward(float* dlogits, const float* dlosses, const f
   assert(rows >= 0 && classes >= 1);
   const float off_target = label_smoothing / static_cast<float>(classes);
   const float on_target = 1.0f - label_smoothing + off_target;
-#pragma omp parallel for schedule(static) if (int64_t{rows} * classes >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(classes)) \
+    if (int64_t{rows} * classes >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const int64_t offset = int64_t{r} * classes;
     const float* p = probs + offset;

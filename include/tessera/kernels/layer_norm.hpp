@@ -24,7 +24,8 @@ template <class V = simd::VecNative>
 inline void layer_norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                const float* bias, int rows, int cols, float eps) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
+    if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const float* x = inp + int64_t{r} * cols;
     float* y = out + int64_t{r} * cols;
@@ -68,7 +69,7 @@ inline void layer_norm_backward(float* dinp, float* dweight, float* dbias, const
   struct Sums {
     V g, gx;  // sum of g = dout * weight, sum of g * xhat
   };
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic) if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int chunk = 0; chunk < chunks; ++chunk) {
     float* pw = want_params ? partials.get() + chunk * partial_stride : nullptr;
     float* pb = want_params ? pw + cols : nullptr;

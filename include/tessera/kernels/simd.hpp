@@ -23,6 +23,12 @@ namespace tessera::kernels::simd {
 // Below this many elements a kernel stays on the calling thread: starting a parallel region costs more.
 inline constexpr int64_t kParallelMinElements = 1 << 15;
 
+// Threads take rows in dynamically scheduled tasks of about this many elements, so that a thread slowed by another
+// process on its core does not hold up the rest. Each row's result is independent of which thread computes it.
+inline constexpr int64_t kTaskElements = 1 << 13;
+
+inline int rows_per_task(int64_t cols) { return static_cast<int>(std::max<int64_t>(1, kTaskElements / cols)); }
+
 // Every vector type below has the same interface:
 //   members  load(p), load_partial(p, n, fill) (lanes >= n read as fill, memory there is not touched),
 //            store(p), store_partial(p, n) (only lanes < n are written), broadcast(x), first_n(n) (mask of
@@ -291,11 +297,11 @@ inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Elements per parallel block of the flat elementwise kernels (a multiple of every vector width).
 inline constexpr int64_t kFlatBlock = 8192;
 
-// Calls body(begin, count) over [0, n) in blocks of kFlatBlock, blocks spread over OpenMP threads.
+// Calls body(begin, count) over [0, n) in blocks of kFlatBlock, blocks handed out to OpenMP threads dynamically.
 template <class Body>
 inline void parallel_flat_blocks(int64_t n, Body&& body) {
   const int64_t blocks = (n + kFlatBlock - 1) / kFlatBlock;
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+#pragma omp parallel for schedule(dynamic) if (n >= kParallelMinElements)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kFlatBlock;
     body(begin, std::min(kFlatBlock, n - begin));

@@ -15,7 +15,8 @@ namespace tessera::kernels {
 template <class V = simd::VecNative>
 inline void softmax_forward(float* out, const float* inp, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
+    if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const float* x = inp + int64_t{r} * cols;
     float* y = out + int64_t{r} * cols;
@@ -30,7 +31,8 @@ inline void softmax_forward(float* out, const float* inp, int rows, int cols) {
 template <class V = simd::VecNative>
 inline void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
+    if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const int64_t offset = int64_t{r} * cols;
     const float* g = dout + offset;
@@ -49,7 +51,8 @@ inline void softmax_backward(float* dinp, const float* dout, const float* out, i
 template <class V = simd::VecNative>
 inline void log_softmax_forward(float* out, const float* inp, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
+    if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const float* x = inp + int64_t{r} * cols;
     float* y = out + int64_t{r} * cols;
@@ -66,7 +69,8 @@ inline void log_softmax_forward(float* out, const float* inp, int rows, int cols
 template <class V = simd::VecNative>
 inline void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * cols >= simd::kParallelMinElements)
+#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
+    if (int64_t{rows} * cols >= simd::kParallelMinElements)
   for (int r = 0; r < rows; ++r) {
     const int64_t offset = int64_t{r} * cols;
     const float* g = dout + offset;
