@@ -33,7 +33,8 @@ Buffer random_buffer(int64_t size, unsigned seed) {
 
 // C (M,N) = op(A) op(B), A stored (M,K) or (K,M) when trans_a, B stored (K,N) or (N,K) when trans_b.
 void bench_gemm(benchmark::State& state, Impl impl, bool trans_a, bool trans_b, int M, int N, int K) {
-  const Buffer A = random_buffer(int64_t(M) * K, 1), B = random_buffer(int64_t(K) * N, 2), C = random_buffer(int64_t(M) * N, 3);
+  const Buffer A = random_buffer(int64_t(M) * K, 1), B = random_buffer(int64_t(K) * N, 2),
+               C = random_buffer(int64_t(M) * N, 3);
   const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
   Eigen::setNbThreads(omp_get_max_threads());
   const Eigen::Map<const RowMajor> a(A.get(), trans_a ? K : M, trans_a ? M : K);
@@ -115,9 +116,9 @@ int register_benchmarks() {
     const int K = kLinear[layer][0], N = kLinear[layer][1];
     const std::string shape = std::string(kLayer[layer]) + "_" + std::to_string(K) + "to" + std::to_string(N);
     for (Impl impl : {Impl::Ours, Impl::Eigen}) {
-      add("fwd_" + shape, impl, false, true, kRows, N, K);   // Y (8320,N) = X (8320,K) W^T
-      add("dX_" + shape, impl, false, false, kRows, K, N);   // dX (8320,K) = dY (8320,N) W (N,K)
-      add("dW_" + shape, impl, true, false, N, K, kRows);    // dW (N,K) = dY^T X
+      add("fwd_" + shape, impl, false, true, kRows, N, K);  // Y (8320,N) = X (8320,K) W^T
+      add("dX_" + shape, impl, false, false, kRows, K, N);  // dX (8320,K) = dY (8320,N) W (N,K)
+      add("dW_" + shape, impl, true, false, N, K, kRows);   // dW (N,K) = dY^T X
     }
   }
   for (Impl impl : {Impl::Ours, Impl::Eigen}) add("square_1024", impl, false, false, 1024, 1024, 1024);
@@ -128,8 +129,8 @@ int register_benchmarks() {
   }
   // Attention: 128 images x 3 heads, 65 tokens, head dim 64: scores = q k^T and out = p v.
   for (Impl impl : {Impl::Ours, Impl::Eigen}) {
-    benchmark::RegisterBenchmark((std::string("gemm_batched/attn_qk/") + name(impl)).c_str(), bench_batched, impl,
-                                 true, 65, 65, 64, 384)
+    benchmark::RegisterBenchmark((std::string("gemm_batched/attn_qk/") + name(impl)).c_str(), bench_batched, impl, true,
+                                 65, 65, 64, 384)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark((std::string("gemm_batched/attn_pv/") + name(impl)).c_str(), bench_batched, impl,

@@ -17,7 +17,7 @@ namespace impl = tessera::kernels::gemm_impl;
 using tessera::kernels::GemmEpilogue;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kSentinel = 12345.0f;  // fills the padding of C past column N: must survive every call
+constexpr float kSentinel = 12345.0f;      // fills the padding of C past column N: must survive every call
 constexpr double kUnit = 1.0 / (1 << 24);  // float unit roundoff
 
 std::vector<float> random_vector(size_t size, unsigned seed) {
@@ -149,7 +149,8 @@ void check_case(const Case& c, const Run& run, bool bias = false, bool gelu = fa
     // gelu' is at most 1.13 in magnitude, so the pre-activation bound carries over with a small margin.
     Expected e_pre = expect(c, ops, no_gelu);
     Expected e_gelu = e;
-    for (size_t at = 0; at < e_gelu.bound.size(); ++at) e_gelu.bound[at] = 1.2 * e_pre.bound[at] + 8.0 * kUnit * std::fabs(e.value[at]) + 1e-7;
+    for (size_t at = 0; at < e_gelu.bound.size(); ++at)
+      e_gelu.bound[at] = 1.2 * e_pre.bound[at] + 8.0 * kUnit * std::fabs(e.value[at]) + 1e-7;
     check_result(c, C, e_gelu, &pre, &e_pre);
   } else {
     check_result(c, C, e, nullptr, nullptr);
@@ -238,7 +239,8 @@ TEST_CASE("gemm matches the reference across several depth blocks and micro-tile
   unsigned counter = 100;
   for (int t = 0; t < 4; ++t)
     for (int shape = 0; shape < 6; ++shape) {
-      const int shapes[6][3] = {{150, 40, 300}, {17, 333, 517}, {290, 5, 1}, {6, 16, 777}, {12, 32, 257}, {145, 17, 512}};
+      const int shapes[6][3] = {{150, 40, 300}, {17, 333, 517}, {290, 5, 1},
+                                {6, 16, 777},   {12, 32, 257},  {145, 17, 512}};
       Case c;
       c.trans_a = t & 1;
       c.trans_b = t & 2;
@@ -344,9 +346,9 @@ TEST_CASE("gemm_batched matches per-item reference products") {
     int M, N, K, batch;
   };
   unsigned seed = 1300;
-  for (const BatchShape& s : {BatchShape{65, 65, 64, 7}, BatchShape{1, 3, 7, 5}, BatchShape{97, 31, 1, 3},
-                              BatchShape{193, 65, 31, 2}, BatchShape{300, 200, 600, 2}, BatchShape{33, 17, 9, 1},
-                              BatchShape{7, 5, 0, 3}})
+  for (const BatchShape& s :
+       {BatchShape{65, 65, 64, 7}, BatchShape{1, 3, 7, 5}, BatchShape{97, 31, 1, 3}, BatchShape{193, 65, 31, 2},
+        BatchShape{300, 200, 600, 2}, BatchShape{33, 17, 9, 1}, BatchShape{7, 5, 0, 3}})
     for (int t = 0; t < 4; ++t) {
       Case c;
       c.trans_a = t & 1;
@@ -423,14 +425,15 @@ TEST_CASE("results are bit-identical with 1 and 2 threads") {
   // Batched: many small items, few small items (row slices), few large items (each threaded).
   for (const Shape& s : {Shape{65, 65, 64}, Shape{130, 40, 70}, Shape{400, 300, 500}}) {
     const int batch = s.M == 65 ? 12 : 2;
-    const std::vector<float> A = random_vector(size_t(s.M) * s.K * batch, 1), B = random_vector(size_t(s.K) * s.N * batch, 2);
+    const std::vector<float> A = random_vector(size_t(s.M) * s.K * batch, 1),
+                             B = random_vector(size_t(s.K) * s.N * batch, 2);
     std::vector<float> results[2];
     for (int threads = 1; threads <= 2; ++threads) {
       omp_set_num_threads(threads);
       results[threads - 1].assign(size_t(s.M) * s.N * batch, kNaN);
-      tessera::kernels::gemm_batched(false, true, s.M, s.N, s.K, 1.0f, A.data(), s.K, int64_t(s.M) * s.K, B.data(),
-                                     s.K, int64_t(s.K) * s.N, 0.0f, results[threads - 1].data(), s.N,
-                                     int64_t(s.M) * s.N, batch);
+      tessera::kernels::gemm_batched(false, true, s.M, s.N, s.K, 1.0f, A.data(), s.K, int64_t(s.M) * s.K, B.data(), s.K,
+                                     int64_t(s.K) * s.N, 0.0f, results[threads - 1].data(), s.N, int64_t(s.M) * s.N,
+                                     batch);
     }
     CHECK(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)) == 0);
     // Batched items equal single calls bit for bit.
@@ -492,8 +495,8 @@ TEST_CASE("matmul_any sends float to the fast gemm and double to the reference")
   CHECK(pre_expected == pre_got);
 
   std::vector<double> batched(2 * M * N, std::nan(""));
-  tessera::kernels::matmul_any_batched<double>(false, false, M, N, K / 2, 1.0, Ad.data(), K / 2, M * (K / 2),
-                                               Bd.data(), N, (K / 2) * N, 0.0, batched.data(), N, M * N, 2);
+  tessera::kernels::matmul_any_batched<double>(false, false, M, N, K / 2, 1.0, Ad.data(), K / 2, M * (K / 2), Bd.data(),
+                                               N, (K / 2) * N, 0.0, batched.data(), N, M * N, 2);
   ref::gemm<double>(false, false, M, N, K / 2, 1.0, Ad.data() + M * (K / 2), K / 2, Bd.data() + (K / 2) * N, N, 0.0,
                     expected.data(), N);
   CHECK(std::equal(expected.begin(), expected.end(), batched.begin() + M * N));

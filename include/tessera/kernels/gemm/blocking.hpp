@@ -7,12 +7,18 @@
 
 namespace tessera::kernels::gemm_impl {
 
-inline constexpr int kMC = 144;   // an (kMC, kKC) block of packed A stays in L2
-inline constexpr int kKC = 256;   // a (kKC, kNR) sliver of packed B stays in L1
-inline constexpr int kNC = 4096;  // a (kKC, kNC) panel of packed B stays in L3
-inline constexpr int kMinMC = 48;  // smallest row block made only to give threads more units
-inline constexpr int kPrivateBRows = 1024;  // rows per thread from which each thread packs its own B
-inline constexpr int64_t kPackedBFloats = int64_t(1) << 21;  // B panel packed for several depth blocks at once (8 MiB)
+// An (kMC, kKC) block of packed A stays in L2 (a multiple of every micro-tile height).
+inline constexpr int kMC = 144;
+// A (kKC, NR) sliver of packed B stays in L1.
+inline constexpr int kKC = 256;
+// A (kKC, kNC) panel of packed B stays in L3 (a multiple of every micro-tile width).
+inline constexpr int kNC = 4096;
+// The smallest row block cut only to give a team's threads more units to share.
+inline constexpr int kMinMC = 48;
+// From this many rows per thread, each thread packs its own copy of B instead of sharing one (no barrier).
+inline constexpr int kPrivateBRows = 1024;
+// Up to this many floats (8 MiB), B is packed for several depth blocks at once.
+inline constexpr int64_t kPackedBFloats = int64_t(1) << 21;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

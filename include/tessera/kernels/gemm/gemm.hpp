@@ -65,8 +65,8 @@ struct Problem {
 class PackBuffer {
  public:
   explicit PackBuffer(int64_t floats)
-      : data_(static_cast<float*>(::operator new(size_t(std::max<int64_t>(floats, 16)) * sizeof(float),
-                                                 std::align_val_t{64}))) {}
+      : data_(static_cast<float*>(
+            ::operator new(size_t(std::max<int64_t>(floats, 16)) * sizeof(float), std::align_val_t{64}))) {}
   ~PackBuffer() { ::operator delete(data_, std::align_val_t{64}); }
   PackBuffer(const PackBuffer&) = delete;
   PackBuffer& operator=(const PackBuffer&) = delete;
@@ -81,27 +81,28 @@ class PackBuffer {
 template <class Kernel>
 struct Plan {
   DepthBlocks depth;
-  int mc = 0;            // rows per block of A, a multiple of Kernel::mr
-  int m_blocks = 0;      // ceil(M / mc)
-  int n_chunks = 1;      // each kNC panel's slivers are shared out in this many column chunks
-  int group_blocks = 1;  // depth blocks of B packed together (all of K when the panel fits kPackedBFloats)
+  int mc = 0;             // rows per block of A, a multiple of Kernel::mr
+  int m_blocks = 0;       // ceil(M / mc)
+  int n_chunks = 1;       // each kNC panel's slivers are shared out in this many column chunks
+  int group_blocks = 1;   // depth blocks of B packed together (all of K when the panel fits kPackedBFloats)
   bool shared_b = false;  // the team packs one B panel together (one barrier) instead of one each
-  int64_t a_floats = 0;  // packed A block of one thread
-  int64_t b_floats = 0;  // packed B panel
+  int64_t a_floats = 0;   // packed A block of one thread
+  int64_t b_floats = 0;   // packed B panel
 
   Plan(const Problem& p, int threads) : depth(p.K) {
     constexpr int MR = Kernel::mr, NR = Kernel::nr;
+    static_assert(kMC % MR == 0, "kMC must hold whole micro-tiles: a_floats below relies on mc <= kMC");
     // Row blocks of at most kMC rows; with a team, several per thread (down to kMinMC rows) so that
     // dynamic scheduling can even out threads that run at different speeds; a multiple of the team.
     int64_t blocks = ceil_div(p.M, kMC);
-    if (threads > 1) blocks = round_up(std::max(blocks, std::min<int64_t>(4 * threads, ceil_div(p.M, kMinMC))), threads);
+    if (threads > 1)
+      blocks = round_up(std::max(blocks, std::min<int64_t>(4 * threads, ceil_div(p.M, kMinMC))), threads);
     blocks = std::min(blocks, ceil_div(p.M, MR));
     mc = int(round_up(ceil_div(p.M, blocks), MR));
     m_blocks = int(ceil_div(p.M, mc));
     // Too few rows for the team: also share each panel's columns.
     const int64_t panel = round_up(std::min(p.N, kNC), NR);
-    if (threads > 1 && m_blocks < 2 * threads)
-      n_chunks = int(std::min(ceil_div(4 * threads, m_blocks), panel / NR));
+    if (threads > 1 && m_blocks < 2 * threads) n_chunks = int(std::min(ceil_div(4 * threads, m_blocks), panel / NR));
     group_blocks = int(std::clamp<int64_t>(kPackedBFloats / (panel * depth.depth), 1, depth.count));
     // With many rows per thread, packing all of B per thread costs little and saves a barrier.
     shared_b = threads > 1 && (p.M < kPrivateBRows * threads || group_blocks < depth.count || p.N > kNC);
@@ -143,8 +144,8 @@ inline void scale_rows(const Problem& p, int i0, int i1) {
 // small temporary tile (alpha = 1, so it holds the exact sums) and written by the same store_rule, so
 // they get the same bits as a full tile would.
 template <class Kernel>
-inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_pack, int i0, int rows, int jc,
-                         int s0, int s1, int kc, bool first_depth, bool last_depth) {
+inline void macro_kernel(const Problem& p, const float* a_pack, const float* b_pack, int i0, int rows, int jc, int s0,
+                         int s1, int kc, bool first_depth, bool last_depth) {
   constexpr int MR = Kernel::mr, NR = Kernel::nr;
   const float beta = first_depth ? p.beta : 1.0f;
   const float* bias = last_depth ? p.epilogue.bias : nullptr;
@@ -324,8 +325,8 @@ inline void gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float 
                          int64_t stride_c, int batch) {
   assert(batch >= 0);
   gemm_impl::gemm_batched_with<gemm_impl::DefaultKernel>(
-      gemm_impl::make_problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{}),
-      stride_a, stride_b, stride_c, batch, omp_get_max_threads());
+      gemm_impl::make_problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{}), stride_a,
+      stride_b, stride_c, batch, omp_get_max_threads());
 }
 
 // matmul_any, matmul_any_ex, matmul_any_batched: the GEMM for code templated on T (float or double).
@@ -348,16 +349,15 @@ inline void matmul_any_ex(bool trans_a, bool trans_b, int M, int N, int K, T alp
   if constexpr (std::is_same_v<T, float>)
     gemm_ex(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
   else
-    reference::gemm_ex<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue.bias,
-                          epilogue.gelu, epilogue.pre_activation);
+    reference::gemm_ex<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue.bias, epilogue.gelu,
+                          epilogue.pre_activation);
 }
 
 template <class T>
 inline void matmul_any_batched(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
                                int64_t stride_a, const T* B, int ldb, int64_t stride_b, T beta, T* C, int ldc,
                                int64_t stride_c, int batch) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "matmul_any_batched: T must be float or double");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "matmul_any_batched: T must be float or double");
   if constexpr (std::is_same_v<T, float>) {
     gemm_batched(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
   } else {

@@ -13,8 +13,8 @@ namespace tessera::kernels::reference {
 // C is (M,N) with row stride ldc. beta == 0 overwrites C without reading it, and alpha == 0 does not
 // read A or B (as BLAS does).
 template <class T>
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-          T beta, T* C, int ldc) {
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+          T* C, int ldc) {
   for (int i = 0; i < M; ++i) {
     for (int j = 0; j < N; ++j) {
       T sum = T(0);
@@ -33,8 +33,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
 // With gelu, act(x) = 0.5 x (1 + erf(x / sqrt(2))) and pre_activation (M,N, row stride ldc), when not
 // nullptr, receives x; without gelu, act is the identity and pre_activation is ignored.
 template <class T>
-void gemm_ex(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-             T beta, T* C, int ldc, const T* bias, bool gelu, T* pre_activation) {
+void gemm_ex(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+             T* C, int ldc, const T* bias, bool gelu, T* pre_activation) {
   gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   for (int i = 0; i < M; ++i) {
     for (int j = 0; j < N; ++j) {
