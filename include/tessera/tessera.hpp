@@ -14,6 +14,10 @@
 
 #include "tessera/ops/ops.hpp"
 
+#include "tessera/nn/nn.hpp"
+
+#include "tessera/optim/optim.hpp"
+
 #include "tessera/data/cifar10.hpp"
 #include "tessera/data/data_loader.hpp"
 #include "tessera/data/dataset.hpp"
