@@ -17,8 +17,9 @@ inline constexpr int kNC = 4096;
 inline constexpr int kMinMC = 48;
 // From this many rows per thread, each thread packs its own copy of B instead of sharing one (no barrier).
 inline constexpr int kPrivateBRows = 1024;
-// Up to this many floats (8 MiB), B is packed for several depth blocks at once.
-inline constexpr int64_t kPackedBFloats = int64_t(1) << 21;
+// Up to this many floats (2 MiB), B is packed for several depth blocks at once (larger buffers cost page
+// faults on every call, as the allocator hands them back to the system).
+inline constexpr int64_t kPackedBFloats = int64_t(1) << 19;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
