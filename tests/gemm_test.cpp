@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <tessera/kernels/gelu.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/reference/gemm.hpp>
 #include <vector>
@@ -324,6 +325,23 @@ TEST_CASE("gemm_ex fuses bias, exact GELU with pre-activation, and accumulation"
   tessera::kernels::gemm_ex(false, false, c.M, c.N, c.K, 1.0f, ops.A.data(), c.lda(), ops.B.data(), c.ldb(), 0.0f,
                             C2.data(), c.ldc(), without_pre);
   CHECK(std::memcmp(C1.data(), C2.data(), C1.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("the fused GELU gives the same bits as gemm with bias followed by kernels::gelu_forward") {
+  for (int N : {1, 7, 16, 37, 97}) {
+    CAPTURE(N);
+    const int M = 23, K = 70;
+    const std::vector<float> A = random_vector(size_t(M) * K, 11), B = random_vector(size_t(K) * N, 12),
+                             bias = random_vector(N, 13);
+    std::vector<float> fused(size_t(M) * N, kNaN), pre(fused.size(), kNaN), separate(fused.size(), kNaN);
+    tessera::kernels::gemm_ex(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, fused.data(), N,
+                              {bias.data(), true, pre.data()});
+    tessera::kernels::gemm_ex(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, separate.data(), N,
+                              {bias.data(), false, nullptr});
+    CHECK(std::memcmp(pre.data(), separate.data(), pre.size() * sizeof(float)) == 0);
+    tessera::kernels::gelu_forward(separate.data(), separate.data(), int64_t(separate.size()));
+    CHECK(std::memcmp(fused.data(), separate.data(), fused.size() * sizeof(float)) == 0);
+  }
 }
 
 TEST_CASE("the portable scalar micro-kernel and the 12x32 register tile agree with the reference") {

@@ -1,9 +1,10 @@
 // The fused GEMM epilogue: a per-column bias (added by the micro-kernel's store) and the exact (erf) GELU,
-// applied to a finished block of C while it is still in cache.
+// applied to a finished block of C while it is still in cache, vectorised with kernels/simd.hpp.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
+
+#include "tessera/kernels/simd.hpp"
 
 namespace tessera::kernels {
 
@@ -24,21 +25,23 @@ using GemmEpilogue = GemmEpilogueT<float>;
 
 namespace gemm_impl {
 
-inline float gelu_exact(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
-
 // The activation part of the epilogue on rows [i0, i0 + rows), columns [j0, j0 + cols) of C (row stride
-// ldc), whose bias is already added: with gelu, copies x to the pre-activation and writes gelu(x).
+// ldc), whose bias is already added: with gelu, copies x to the pre-activation and writes
+// gelu(x) = x Phi(x), computed exactly as kernels::gelu_forward does (simd::normal_cdf_pdf on the same
+// vector type), so the fused and the separate GELU give the same bits.
 // (The bias is added by the micro-kernel's store, see store_rule.)
 inline void apply_activation(const GemmEpilogue& epilogue, float* C, int64_t ldc, int i0, int rows, int j0, int cols) {
+  using V = simd::VecNative;
   if (!epilogue.gelu) return;
   for (int r = 0; r < rows; ++r) {
     const int64_t offset = int64_t(i0 + r) * ldc + j0;
     float* c = C + offset;
-    if (epilogue.pre_activation) {
-      float* pre = epilogue.pre_activation + offset;
-      for (int j = 0; j < cols; ++j) pre[j] = c[j];
-    }
-    for (int j = 0; j < cols; ++j) c[j] = gelu_exact(c[j]);
+    float* pre = epilogue.pre_activation ? epilogue.pre_activation + offset : nullptr;
+    simd::for_each_chunk<V>(cols, [&](const simd::Chunk& ch) {
+      const V x = simd::load_chunk<V>(c, ch);
+      if (pre) simd::store_chunk(pre, ch, x);
+      simd::store_chunk(c, ch, x * simd::normal_cdf_pdf(x).cdf);
+    });
   }
 }
 
