@@ -8,6 +8,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <tessera/kernels/gelu.hpp>
 #include <tessera/kernels/gemm.hpp>
 #include <tessera/kernels/reference/gemm.hpp>
 #include <vector>
@@ -97,6 +98,28 @@ void bench_batched(benchmark::State& state, Impl impl, bool trans_b, int M, int 
   state.counters["threads"] = omp_get_max_threads();
 }
 
+// fc1 forward, Y = gelu(X W^T + b) keeping the pre-activation: fused in gemm_ex, or composed from gemm_ex
+// with bias, a copy of the pre-activation and kernels::gelu_forward.
+void bench_fc1_gelu(benchmark::State& state, bool fused) {
+  const int M = 8320, N = 384, K = 192;
+  const Buffer X = random_buffer(int64_t(M) * K, 1), W = random_buffer(int64_t(N) * K, 2), bias = random_buffer(N, 3),
+               Y = random_buffer(int64_t(M) * N, 4), pre = random_buffer(int64_t(M) * N, 5);
+  for (auto _ : state) {
+    if (fused) {
+      tessera::kernels::gemm_ex(false, true, M, N, K, 1.0f, X.get(), K, W.get(), K, 0.0f, Y.get(), N,
+                                {bias.get(), true, pre.get()});
+    } else {
+      tessera::kernels::gemm_ex(false, true, M, N, K, 1.0f, X.get(), K, W.get(), K, 0.0f, pre.get(), N,
+                                {bias.get(), false, nullptr});
+      tessera::kernels::gelu_forward(Y.get(), pre.get(), int64_t(M) * N);
+    }
+    benchmark::DoNotOptimize(Y.get());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * M * N * K, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["threads"] = omp_get_max_threads();
+}
+
 const char* name(Impl impl) { return impl == Impl::Ours ? "ours" : impl == Impl::Eigen ? "eigen" : "reference"; }
 
 // ViT on CIFAR: batch 128 x 65 tokens = 8320 rows; Linear layers (in K -> out N): qkv 192->576,
@@ -127,6 +150,11 @@ int register_benchmarks() {
     add("small_fwd_520x576x192", impl, false, true, 520, 576, 192);
     add("small_256", impl, false, false, 256, 256, 256);
   }
+  for (bool fused : {true, false})
+    benchmark::RegisterBenchmark(fused ? "gemm_ex/fc1_bias_gelu/fused" : "gemm_ex/fc1_bias_gelu/unfused",
+                                 bench_fc1_gelu, fused)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   // Attention: 128 images x 3 heads, 65 tokens, head dim 64: scores = q k^T and out = p v.
   for (Impl impl : {Impl::Ours, Impl::Eigen}) {
     benchmark::RegisterBenchmark((std::string("gemm_batched/attn_qk/") + name(impl)).c_str(), bench_batched, impl, true,
