@@ -212,6 +212,22 @@ TEST_CASE_TEMPLATE("simd exp is within 1 ulp of the correctly rounded value", V,
   CHECK(e[4] == std::numeric_limits<float>::infinity());
   CHECK(e[5] == std::numeric_limits<float>::infinity());
   CHECK(std::isnan(e[6]));
+  std::vector<float> nonpositive;
+  for (float x : xs)
+    if (x <= 0.0f) nonpositive.push_back(x);
+  const auto got_np = apply_vec<V>(nonpositive, [](V x) { return exp_nonpositive(x); });
+  int64_t worst_np = 0;
+  for (size_t i = 0; i < nonpositive.size(); ++i)
+    worst_np = std::max(worst_np, ulp_distance(got_np[i], static_cast<float>(std::exp(double{nonpositive[i]}))));
+  MESSAGE("exp_nonpositive max error " << worst_np << " ulp over " << nonpositive.size() << " points");
+  CHECK(worst_np <= 1);
+  const auto e_np =
+      apply_vec<V>({edges[0], edges[1], edges[2], edges[3], edges[6]}, [](V x) { return exp_nonpositive(x); });
+  CHECK(e_np[0] == 0.0f);
+  CHECK(e_np[1] == 0.0f);
+  CHECK(e_np[2] <= std::numeric_limits<float>::min());
+  CHECK(e_np[3] == 1.0f);
+  CHECK(std::isnan(e_np[4]));
 }
 
 TEST_CASE_TEMPLATE("simd erf is within 2 ulp of std::erf on [-10, 10]", V, TESSERA_TEST_VECS) {

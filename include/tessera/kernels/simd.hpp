@@ -36,7 +36,8 @@ inline int rows_per_task(int64_t cols) { return static_cast<int>(std::max<int64_
 //   free     + - * / and unary -, fmadd(a,b,c) = a*b+c, fnmadd(a,b,c) = c-a*b, fmsub(a,b,c) = a*b-c,
 //            max/min (both return a when either operand is NaN, so NaN in a propagates), abs, sqrt,
 //            round_nearest, trunc, lt, gt (masks), select(mask, a, b), copy_sign(magnitude, sign),
-//            pow2(n) = 2^n for integral n in [-126, 127], reduce_add, reduce_max, exp, erf, normal_cdf_pdf.
+//            pow2(n) = 2^n for integral n in [-126, 127], reduce_add, reduce_max, exp, exp_nonpositive, erf,
+//            normal_cdf_pdf.
 // fmadd and friends round once on the SIMD types; on VecScalar they are a*b+c as the compiler contracts it.
 
 // One lane: the portable fallback. exp, erf and the normal CDF come from <cmath>.
@@ -343,16 +344,22 @@ inline V exp_poly(V x) {
   return select(gt(x, highest), V::broadcast(std::numeric_limits<float>::infinity()), result);
 }
 
-// e^{-(hi + lo)} for hi >= 0 and |lo| <= ulp(hi) / 2 (a square split exactly by fmsub): as exp_poly, with lo
-// folded into the reduced argument; n lies in [-126, 0], so one 2^n suffices and nothing overflows.
+// e^{x - lo} for x <= 0 and |lo| tiny (the low part of a split argument, or 0): as exp_poly, but n lies in
+// [-126, 0], so one 2^n suffices and nothing overflows. Below ln FLT_MIN the result is 0; NaN propagates.
+template <class V>
+inline V exp_nonpositive_poly(V x, V lo) {
+  const V lowest = V::broadcast(kLnFltMin);
+  const V xc = max(x, lowest);
+  const V n = round_nearest(xc * V::broadcast(1.44269504089f));
+  V r = fnmadd(n, V::broadcast(0.693359375f), xc);
+  r = fnmadd(n, V::broadcast(-2.12194440e-4f), r) - lo;
+  return select(lt(x, lowest), V::broadcast(0.0f), exp_reduced_poly(r) * pow2(n));
+}
+
+// e^{-(hi + lo)} for hi >= 0 and |lo| <= ulp(hi) / 2, where hi + lo is a square split exactly by fmsub.
 template <class V>
 inline V exp_neg_split(V hi, V lo) {
-  const V lowest = V::broadcast(kLnFltMin);
-  const V x = max(-hi, lowest);
-  const V n = round_nearest(x * V::broadcast(1.44269504089f));
-  V r = fnmadd(n, V::broadcast(0.693359375f), x);
-  r = fnmadd(n, V::broadcast(-2.12194440e-4f), r) - lo;
-  return select(lt(-hi, lowest), V::broadcast(0.0f), exp_reduced_poly(r) * pow2(n));
+  return exp_nonpositive_poly(-hi, lo);
 }
 
 // Below kErfSplit erf is a polynomial, above it erf = 1 - erfc with erfc(a) = e^{-a^2} Q(a).
@@ -435,19 +442,24 @@ inline CdfPdf<V> normal_cdf_pdf_poly(V x) {
 
 }  // namespace detail
 
+// e^x for x <= 0 (softmax's shifted logits): cheaper than exp, same accuracy.
+inline VecScalar exp_nonpositive(VecScalar x) { return {std::exp(x.v)}; }
+
 #if defined(__AVX2__) && defined(__FMA__)
 inline VecAvx2 exp(VecAvx2 x) { return detail::exp_poly(x); }
+inline VecAvx2 exp_nonpositive(VecAvx2 x) { return detail::exp_nonpositive_poly(x, VecAvx2::broadcast(0.0f)); }
 inline VecAvx2 erf(VecAvx2 x) { return detail::erf_poly(x); }
 inline CdfPdf<VecAvx2> normal_cdf_pdf(VecAvx2 x) { return detail::normal_cdf_pdf_poly(x); }
 #endif
 
 #if defined(__AVX512F__)
 inline VecAvx512 exp(VecAvx512 x) { return detail::exp_poly(x); }
+inline VecAvx512 exp_nonpositive(VecAvx512 x) { return detail::exp_nonpositive_poly(x, VecAvx512::broadcast(0.0f)); }
 inline VecAvx512 erf(VecAvx512 x) { return detail::erf_poly(x); }
 inline CdfPdf<VecAvx512> normal_cdf_pdf(VecAvx512 x) { return detail::normal_cdf_pdf_poly(x); }
 #endif
 
-// Row helpers on cols contiguous floats; the exp helpers use e^{x - m} with m the row maximum (or any shift).
+// Row helpers on cols contiguous floats; the exp helpers take e^{x - m} with m >= every x (the row maximum).
 
 template <class V>
 inline V add(V a, V b) {
@@ -480,7 +492,7 @@ inline float row_exp_store(float* out, const float* x, float m, int64_t cols) {
   return reduce_add(reduce_chunks<V>(
       cols, V::broadcast(0.0f),
       [&](const Chunk& ch) {
-        const V e = exp(load_chunk<V>(x, ch, kNegInf) - vm);
+        const V e = exp_nonpositive(load_chunk<V>(x, ch, kNegInf) - vm);
         store_chunk(out, ch, e);
         return e;
       },
@@ -492,7 +504,8 @@ template <class V>
 inline float row_exp_sum(const float* x, float m, int64_t cols) {
   const V vm = V::broadcast(m);
   return reduce_add(reduce_chunks<V>(
-      cols, V::broadcast(0.0f), [&](const Chunk& ch) { return exp(load_chunk<V>(x, ch, kNegInf) - vm); }, add<V>));
+      cols, V::broadcast(0.0f), [&](const Chunk& ch) { return exp_nonpositive(load_chunk<V>(x, ch, kNegInf) - vm); },
+      add<V>));
 }
 
 // out = x * s (out may be x).

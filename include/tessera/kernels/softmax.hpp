@@ -78,9 +78,8 @@ inline void log_softmax_backward(float* dinp, const float* dout, const float* ou
     float* dx = dinp + offset;
     const V sum = V::broadcast(simd::row_sum<V>(g, cols));
     simd::for_each_chunk<V>(cols, [&](const simd::Chunk& ch) {
-      const V d =
-          fnmadd(exp(simd::load_chunk<V>(y, ch)), sum, simd::load_chunk<V>(dx, ch) + simd::load_chunk<V>(g, ch));
-      simd::store_chunk(dx, ch, d);
+      const V p = exp_nonpositive(simd::load_chunk<V>(y, ch));  // log-probabilities are <= 0
+      simd::store_chunk(dx, ch, fnmadd(p, sum, simd::load_chunk<V>(dx, ch) + simd::load_chunk<V>(g, ch)));
     });
   }
 }
