@@ -1,4 +1,4 @@
-// AlignedBuffer: a 64-byte aligned, zero-initialised block of elements that tensors share.
+// AlignedBuffer: a 64-byte aligned block of elements that tensors share, zero-initialised unless asked not to be.
 #pragma once
 
 #include <cstddef>
@@ -15,12 +15,14 @@ inline constexpr size_t kStorageAlignment = 64;
 template <class T>
 class AlignedBuffer {
  public:
-  explicit AlignedBuffer(int64_t size) : size_(size) {
+  enum class Init { zeros, uninitialized };
+
+  explicit AlignedBuffer(int64_t size, Init init = Init::zeros) : size_(size) {
     TESSERA_CHECK(size >= 0, "AlignedBuffer: negative size ", size);
     if (size_ == 0) return;
     const size_t bytes = round_up(static_cast<size_t>(size_) * sizeof(T));
     data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{kStorageAlignment}));
-    std::memset(static_cast<void*>(data_), 0, bytes);
+    if (init == Init::zeros) std::memset(static_cast<void*>(data_), 0, bytes);
   }
   ~AlignedBuffer() {
     if (data_) ::operator delete(static_cast<void*>(data_), std::align_val_t{kStorageAlignment});

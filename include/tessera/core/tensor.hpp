@@ -55,6 +55,13 @@ class Tensor {
 
   // ---- factories -------------------------------------------------------------------------------
   static Tensor zeros(const Shape& shape) { return Tensor(shape); }
+  // Elements left uninitialised: for outputs a kernel overwrites completely (saves a memset pass).
+  static Tensor empty(const Shape& shape) {
+    auto impl = std::make_shared<detail::TensorImpl<T>>();
+    impl->storage = std::make_shared<AlignedBuffer<T>>(shape.numel(), AlignedBuffer<T>::Init::uninitialized);
+    impl->shape = shape;
+    return Tensor(std::move(impl));
+  }
   static Tensor ones(const Shape& shape) { return full(shape, T(1)); }
   static Tensor full(const Shape& shape, T value) {
     Tensor t(shape);
