@@ -81,3 +81,17 @@ TEST_CASE("a deep chain backpropagates without recursion") {
   y.backward();
   CHECK(x.grad().item() == 1.0);
 }
+
+TEST_CASE("accumulated gradients never alias tensors the caller still holds") {
+  auto x = TensorD::from_vector({1, 2}).set_requires_grad();
+  auto seed = TensorD::from_vector({1, 1});
+  (x + 0.0).backward(seed);  // add_scalar passes the upstream gradient through unchanged
+  seed.fill_(100.0);
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 1});
+  x.zero_grad();
+  ops::sum(x + x).backward();  // both inputs of add get the same tensor back
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
+  auto y = x * 1.0;
+  ops::sum(y + y + y).backward();  // a non-leaf reached three times
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 5});
+}

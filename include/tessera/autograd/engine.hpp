@@ -21,7 +21,14 @@ void add_into(const Tensor<T>& destination, const Tensor<T>& source) {
   T* d = destination.data();
   const T* s = source.data();
   const int64_t n = destination.numel();
+#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 15))
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+}
+
+// True when no other handle, view or saved copy shares t's elements: they may then be changed in place.
+template <class T>
+bool sole_owner(const Tensor<T>& t) {
+  return t.impl().use_count() == 1 && t.impl()->storage.use_count() == 1;
 }
 
 // Nodes reachable from `root`, each after every node that consumes its output.
@@ -48,10 +55,17 @@ std::vector<Node<T>*> topological_order(Node<T>* root) {
   return order;
 }
 
+// True when nothing else refers to this gradient's elements, so it may be kept or updated in place.
 template <class T>
-void accumulate_leaf(tessera::detail::TensorImpl<T>& leaf, const Tensor<T>& gradient) {
+bool exclusively_owned(const Tensor<T>& gradient) {
+  return gradient.impl().use_count() == 1 && gradient.impl()->storage.use_count() == 1;
+}
+
+template <class T>
+void accumulate_leaf(tessera::detail::TensorImpl<T>& leaf, Tensor<T>&& gradient) {
   if (!leaf.grad) {
-    leaf.grad = gradient.clone().impl();  // own copy: the closure's result may alias other tensors
+    // Keep the closure's result when it is ours alone; copy it when it may alias another tensor.
+    leaf.grad = exclusively_owned(gradient) ? gradient.impl() : gradient.clone().impl();
   } else {
     add_into(Tensor<T>(leaf.grad), gradient);
   }
@@ -73,7 +87,7 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
                 " differs from tensor shape ", root.shape());
 
   if (root.is_leaf()) {
-    detail::accumulate_leaf(*root.impl(), seed);
+    detail::accumulate_leaf(*root.impl(), std::move(seed));
     return;
   }
 
@@ -100,13 +114,13 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
       TESSERA_CHECK(grads[i].shape() == edge.shape, "backward of op '", node->op, "' returned a gradient of shape ",
                     grads[i].shape(), " for input ", i, " of shape ", edge.shape);
       if (edge.leaf) {
-        detail::accumulate_leaf(*edge.leaf, grads[i]);
+        detail::accumulate_leaf(*edge.leaf, std::move(grads[i]));
       } else {
-        auto [slot, inserted] = pending.try_emplace(edge.node.get(), grads[i]);
+        auto [slot, inserted] = pending.try_emplace(edge.node.get(), std::move(grads[i]));
         if (!inserted) {
-          Tensor<T> sum = slot->second.clone();  // out of place: the stored gradient may alias another tensor
-          detail::add_into(sum, grads[i]);
-          slot->second = std::move(sum);
+          if (!detail::exclusively_owned(slot->second))  // it may alias another tensor: sum out of place
+            slot->second = slot->second.clone();
+          detail::add_into(slot->second, grads[i]);
         }
       }
     }
