@@ -1,0 +1,10 @@
+// Attention pictures: class-token attention maps, attention rollout, colour maps, heatmap and head-grid PNGs, and
+// the same straight from a VisionTransformer.
+#pragma once
+
+#include "tessera/viz/attention_maps.hpp"
+#include "tessera/viz/colormap.hpp"
+#include "tessera/viz/heatmap.hpp"
+#include "tessera/viz/model_attention.hpp"
+#include "tessera/viz/png.hpp"
+#include "tessera/viz/rollout.hpp"
