@@ -27,4 +27,6 @@
 
 #include "tessera/io/safetensors.hpp"
 
+#include "tessera/viz/viz.hpp"
+
 #include "tessera/testing/gradcheck.hpp"

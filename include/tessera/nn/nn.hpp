@@ -11,5 +11,6 @@
 #include "tessera/nn/mlp.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/patch_embedding.hpp"
+#include "tessera/nn/pos_embed.hpp"
 #include "tessera/nn/transformer_block.hpp"
 #include "tessera/nn/vision_transformer.hpp"
