@@ -1,0 +1,80 @@
+// CsvLog: the per-epoch CSV of a training run (header epoch,step,train_loss,test_acc,img_per_s,elapsed_s),
+// rewritten whole (temporary file, then rename) after each row, so a crash never leaves a half-written file.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <iomanip>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tessera/core/error.hpp"
+#include "tessera/io/detail/atomic_file.hpp"
+
+namespace tessera::train {
+
+struct EpochRow {
+  int epoch = 0;
+  int64_t step = 0;  // optimizer steps taken so far
+  double train_loss = 0.0;
+  double test_accuracy = 0.0;  // percent
+  double images_per_second = 0.0;
+  double elapsed_seconds = 0.0;
+};
+
+inline constexpr const char* kCsvHeader = "epoch,step,train_loss,test_acc,img_per_s,elapsed_s";
+
+class CsvLog {
+ public:
+  CsvLog() = default;  // no file: rows are kept in memory only
+  explicit CsvLog(std::filesystem::path path) : path_(std::move(path)) {}
+
+  // Keeps the rows of an earlier run up to and including `last_epoch` (for --resume).
+  void load_existing(int last_epoch) {
+    if (path_.empty() || !std::filesystem::exists(path_)) return;
+    std::ifstream in(path_);
+    std::string line;
+    TESSERA_CHECK(std::getline(in, line) && line == kCsvHeader, "CsvLog: ", path_.string(),
+                  " does not start with the header ", kCsvHeader);
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      std::istringstream fields(line);
+      EpochRow row;
+      char comma;
+      fields >> row.epoch >> comma >> row.step >> comma >> row.train_loss >> comma >> row.test_accuracy >> comma >>
+          row.images_per_second >> comma >> row.elapsed_seconds;
+      TESSERA_CHECK(!fields.fail(), "CsvLog: cannot parse the line '", line, "' of ", path_.string());
+      if (row.epoch <= last_epoch) rows_.push_back(row);
+    }
+  }
+
+  void append(const EpochRow& row) {
+    rows_.push_back(row);
+    if (!path_.empty()) write();
+  }
+
+  const std::vector<EpochRow>& rows() const { return rows_; }
+
+  static std::string format(const EpochRow& r) {
+    std::ostringstream os;
+    os << r.epoch << ',' << r.step << ',' << std::fixed << std::setprecision(6) << r.train_loss << ','
+       << std::setprecision(2) << r.test_accuracy << ',' << std::setprecision(1) << r.images_per_second << ','
+       << std::setprecision(1) << r.elapsed_seconds;
+    return os.str();
+  }
+
+ private:
+  void write() const {
+    std::string text = std::string(kCsvHeader) + '\n';
+    for (const auto& row : rows_) text += format(row) + '\n';
+    const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(text.data()), text.size());
+    io::detail::write_file_atomically(path_, {bytes}, "CsvLog");
+  }
+
+  std::filesystem::path path_;
+  std::vector<EpochRow> rows_;
+};
+
+}  // namespace tessera::train

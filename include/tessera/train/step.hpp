@@ -1,0 +1,85 @@
+// One optimizer step of a classifier (forward, cross-entropy, backward, AdamW) with optional per-phase timings,
+// and evaluation of top-1 accuracy over a DataLoader.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+
+#include "tessera/autograd/grad_mode.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/data/data_loader.hpp"
+#include "tessera/ops/loss.hpp"
+#include "tessera/optim/adamw.hpp"
+
+namespace tessera::train {
+
+// Wall-clock milliseconds of each phase of a train_step.
+struct StepTimes {
+  double forward_ms = 0.0;    // model forward and the loss
+  double backward_ms = 0.0;   // loss.backward()
+  double optimizer_ms = 0.0;  // zeroing gradients and optimizer.step()
+};
+
+// Clears the gradients, computes loss = cross_entropy(model.forward(images), labels, label_smoothing), runs
+// backward and one optimizer step at the optimizer's current learning rate; returns the loss.
+// images is (B, C, H, W), labels holds B class indices.
+template <class Model>
+float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<float>& images,
+                 std::span<const int64_t> labels, double label_smoothing, StepTimes* times = nullptr) {
+  using Clock = std::chrono::steady_clock;
+  const auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  const auto t0 = Clock::now();
+  optimizer.zero_grad();
+  const auto t1 = Clock::now();
+  const Tensor<float> loss = ops::cross_entropy(model.forward(images), labels, label_smoothing);
+  const auto t2 = Clock::now();
+  loss.backward();
+  const auto t3 = Clock::now();
+  optimizer.step();
+  const auto t4 = Clock::now();
+  if (times) *times = {ms(t1, t2), ms(t2, t3), ms(t0, t1) + ms(t3, t4)};
+  return loss.item();
+}
+
+// The index of the largest of n values (the first one on ties).
+inline int64_t argmax(const float* values, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (values[i] > values[best]) best = i;
+  return best;
+}
+
+struct Accuracy {
+  int64_t correct = 0;
+  int64_t total = 0;
+  double percent() const { return total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
+};
+
+// Top-1 accuracy of `model` over one pass of `loader` (epoch 0), in eval mode and without recording a graph; the
+// model's training mode is restored afterwards.
+template <class Model>
+Accuracy evaluate(Model& model, data::DataLoader& loader) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Accuracy accuracy;
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    const Tensor<float> logits = model.forward(batch->images);
+    TESSERA_CHECK(logits.rank() == 2 && logits.size(0) == batch->size(), "evaluate: the model returned shape ",
+                  logits.shape(), " for a batch of ", batch->size(), " images; expected (", batch->size(),
+                  ", classes)");
+    const int64_t classes = logits.size(1);
+    for (int64_t r = 0; r < batch->size(); ++r)
+      accuracy.correct += argmax(logits.data() + r * classes, classes) == batch->labels[static_cast<size_t>(r)];
+    accuracy.total += batch->size();
+  }
+  model.train(was_training);
+  return accuracy;
+}
+
+}  // namespace tessera::train

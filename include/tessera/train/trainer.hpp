@@ -1,0 +1,358 @@
+// Trainer: the training loop of an image classifier — AdamW with the weight-decay split, per-step linear warmup then
+// cosine schedule, label-smoothed cross-entropy — with test accuracy, a CSV row and a checkpoint after every epoch,
+// a progress display, and resume from a checkpoint that reproduces the uninterrupted run exactly.
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/threads.hpp"
+#include "tessera/data/data_loader.hpp"
+#include "tessera/data/dataset.hpp"
+#include "tessera/data/transforms.hpp"
+#include "tessera/io/checkpoint.hpp"
+#include "tessera/nn/module.hpp"
+#include "tessera/nn/vision_transformer.hpp"
+#include "tessera/optim/adamw.hpp"
+#include "tessera/optim/param_groups.hpp"
+#include "tessera/optim/schedule.hpp"
+#include "tessera/train/csv_log.hpp"
+#include "tessera/train/progress.hpp"
+#include "tessera/train/step.hpp"
+
+namespace tessera::train {
+
+struct TrainerOptions {
+  // ---- the recipe: a resumed run must use the same values (Trainer::resume checks) ----
+  int64_t epochs = 10;
+  int64_t batch_size = 128;  // the last incomplete batch of an epoch is dropped
+  double lr = 1e-3;          // peak learning rate, reached at the end of warmup
+  double min_lr = 1e-5;      // where the cosine ends
+  double warmup_epochs = 1.0;  // linear warmup, per step, over this many epochs
+  double weight_decay = 0.05;  // on parameters of rank >= 2 not matching no_weight_decay
+  std::vector<std::string> no_weight_decay = {"pos_embed", "cls_token"};
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double label_smoothing = 0.1;
+  uint64_t seed = 0;  // shuffling and augmentation (the model's init is the caller's)
+  int64_t eval_batch_size = 250;
+  // ---- free to change between a run and its resumption ----
+  int64_t max_steps = 0;  // stop once this many optimizer steps are done in total (0: no limit); the schedule
+                          // still spans `epochs`, so a shortened run is the start of the full one
+  int workers = 1;        // DataLoader background threads per loader
+  std::filesystem::path checkpoint;  // written after every epoch and when max_steps stops the run; empty: none
+  std::filesystem::path csv;         // one row per epoch; empty: none
+  std::ostream* output = &std::cout;  // progress and per-epoch lines; nullptr: silent
+  bool live_progress = isatty(STDOUT_FILENO) != 0;  // a redrawn bar; otherwise plain lines every 30 s
+
+  void validate() const {
+    TESSERA_CHECK(epochs >= 1, "TrainerOptions: epochs must be at least 1, got ", epochs);
+    TESSERA_CHECK(batch_size >= 1, "TrainerOptions: batch_size must be at least 1, got ", batch_size);
+    TESSERA_CHECK(eval_batch_size >= 1, "TrainerOptions: eval_batch_size must be at least 1, got ", eval_batch_size);
+    TESSERA_CHECK(std::isfinite(lr) && lr > 0.0, "TrainerOptions: lr must be positive, got ", lr);
+    TESSERA_CHECK(std::isfinite(min_lr) && min_lr >= 0.0 && min_lr <= lr, "TrainerOptions: min_lr must be in [0, lr = ",
+                  lr, "], got ", min_lr);
+    TESSERA_CHECK(std::isfinite(warmup_epochs) && warmup_epochs >= 0.0 && warmup_epochs <= static_cast<double>(epochs),
+                  "TrainerOptions: warmup_epochs must be in [0, epochs = ", epochs, "], got ", warmup_epochs);
+    TESSERA_CHECK(weight_decay >= 0.0, "TrainerOptions: weight_decay must be >= 0, got ", weight_decay);
+    TESSERA_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0,
+                  "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
+    TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
+    TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
+  }
+
+  // The recipe fields as a JSON object (what a checkpoint records and resume compares).
+  nlohmann::json recipe_json() const {
+    return {{"epochs", epochs},         {"batch_size", batch_size},
+            {"lr", lr},                 {"min_lr", min_lr},
+            {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
+            {"no_weight_decay", no_weight_decay}, {"beta1", beta1},
+            {"beta2", beta2},           {"eps", eps},
+            {"label_smoothing", label_smoothing}, {"seed", seed},
+            {"eval_batch_size", eval_batch_size}};
+  }
+};
+
+// Usage:
+//   nn::VisionTransformer<float> model(nn::ViTConfig::vit_cifar(), seed);
+//   train::Trainer trainer(model, train_set, data::cifar10_train_transform(), test_set,
+//                          data::cifar10_eval_transform(), options);
+//   if (resuming) trainer.resume(path);
+//   trainer.fit();
+// Model is a nn::Module<float> with forward(images) -> logits (B, classes) and config().to_json() (the config a
+// checkpoint records); nn::VisionTransformer<float> is one. The datasets' labels must be below the model's classes.
+template <class Model>
+class Trainer {
+ public:
+  Trainer(Model& model, std::shared_ptr<const data::Dataset> train_set, data::Compose train_transform,
+          std::shared_ptr<const data::Dataset> test_set, data::Compose eval_transform, TrainerOptions options)
+      : model_(model),
+        options_(validated(std::move(options))),
+        train_set_(checked_dataset(std::move(train_set), "train")),
+        test_set_(checked_dataset(std::move(test_set), "test")),
+        train_loader_(train_set_, std::move(train_transform),
+                      data::DataLoaderOptions{.batch_size = options_.batch_size,
+                                              .shuffle = true,
+                                              .drop_last = true,
+                                              .seed = options_.seed,
+                                              .num_workers = options_.workers}),
+        test_loader_(test_set_, std::move(eval_transform),
+                     data::DataLoaderOptions{.batch_size = options_.eval_batch_size,
+                                             .shuffle = false,
+                                             .drop_last = false,
+                                             .seed = options_.seed,
+                                             .num_workers = options_.workers}),
+        steps_per_epoch_(train_loader_.num_batches()),
+        optimizer_(optim::param_groups_weight_decay(model.named_parameters(), options_.weight_decay,
+                                                    options_.no_weight_decay),
+                   optim::AdamWOptions{options_.lr, options_.beta1, options_.beta2, options_.eps,
+                                       options_.weight_decay}),
+        schedule_(options_.lr, options_.epochs * steps_per_epoch_,
+                  static_cast<int64_t>(std::llround(options_.warmup_epochs * static_cast<double>(steps_per_epoch_))),
+                  options_.min_lr),
+        csv_(options_.csv),
+        progress_(options_.output ? *options_.output : null_stream(), options_.output && options_.live_progress) {
+    if constexpr (requires { model.config().num_classes; }) {
+      for (const auto* set : {train_set_.get(), test_set_.get()})
+        TESSERA_CHECK(set->num_classes() == model.config().num_classes, "Trainer: ", set->description(), " has ",
+                      set->num_classes(), " classes but the model has ", model.config().num_classes, " outputs");
+    }
+  }
+
+  // Continues from a checkpoint written by a Trainer with the same recipe and datasets: loads the model, the
+  // optimizer, the position in the run and the model's generator, and keeps the CSV rows of the finished epochs.
+  void resume(const std::filesystem::path& checkpoint) {
+    const io::CheckpointState peek = io::read_checkpoint_state(checkpoint);
+    const nlohmann::json stored_recipe = peek.trainer.value("recipe", nlohmann::json());
+    const nlohmann::json recipe = full_recipe();
+    if (stored_recipe != recipe)
+      ::tessera::detail::fail("Trainer::resume: '", checkpoint.string(),
+                              "' was written by a run with other settings; resume with the same ones (",
+                              describe_differences(stored_recipe, recipe), ")");
+    io::CheckpointState state;
+    if constexpr (std::is_base_of_v<nn::VisionTransformer<float>, Model>)
+      state = io::load_checkpoint(checkpoint, static_cast<nn::VisionTransformer<float>&>(model_), &optimizer_);
+    else
+      state = io::load_checkpoint(checkpoint, static_cast<nn::Module<float>&>(model_), model_.config().to_json(),
+                                  &optimizer_);
+    const int64_t batch_in_epoch = state.trainer.value("batch_in_epoch", int64_t{-1});
+    TESSERA_CHECK(batch_in_epoch >= 0 && batch_in_epoch < steps_per_epoch_ &&
+                      state.global_step == state.epoch * steps_per_epoch_ + batch_in_epoch,
+                  "Trainer::resume: '", checkpoint.string(), "' records epoch ", state.epoch, ", batch ", batch_in_epoch,
+                  " and step ", state.global_step, ", which do not agree with ", steps_per_epoch_, " steps per epoch");
+    epoch_ = state.epoch;
+    batch_in_epoch_ = batch_in_epoch;
+    global_step_ = state.global_step;
+    epoch_loss_sum_ = state.trainer.value("epoch_loss_sum", 0.0);
+    elapsed_before_ = state.trainer.value("elapsed_s", 0.0);
+    const auto generator = state.generators.find("model");
+    if (generator != state.generators.end()) model_.generator().restore(generator->second);
+    csv_.load_existing(static_cast<int>(epoch_));
+    message("resumed from " + checkpoint.string() + " at epoch " + std::to_string(epoch_) + ", step " +
+            std::to_string(global_step_));
+  }
+
+  // Trains from the current position to the end of the last epoch, or until max_steps; returns the rows written
+  // by this call (one per epoch, and one for a partial epoch when max_steps stops inside it).
+  std::vector<EpochRow> fit() {
+    using Clock = std::chrono::steady_clock;
+    const auto session_start = Clock::now();
+    const int64_t session_first_step = global_step_;
+    const int64_t last_step = options_.max_steps > 0 ? std::min(options_.max_steps, total_steps()) : total_steps();
+    std::vector<EpochRow> rows;
+    while (epoch_ < options_.epochs && global_step_ < last_step) {
+      const int64_t epoch = epoch_;  // 0-based, also the DataLoader's epoch
+      model_.train();
+      train_loader_.start_epoch(epoch);
+      for (int64_t b = 0; b < batch_in_epoch_; ++b) train_loader_.next();
+      train_loader_.take_wait_seconds();
+      double train_seconds = 0.0;
+      int64_t images = 0;
+      while (global_step_ < last_step) {
+        const auto step_start = Clock::now();
+        std::optional<data::Batch> batch = train_loader_.next();
+        if (!batch) break;
+        optimizer_.set_lr(schedule_(global_step_));
+        const float loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
+        TESSERA_CHECK(std::isfinite(loss), "Trainer: the loss became ", loss, " at step ", global_step_ + 1,
+                      " (epoch ", epoch + 1, "); try a lower learning rate");
+        epoch_loss_sum_ += static_cast<double>(loss);
+        ++batch_in_epoch_;
+        ++global_step_;
+        images += batch->size();
+        train_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
+        const double session_seconds = std::chrono::duration<double>(Clock::now() - session_start).count();
+        progress_.update({.epoch = static_cast<int>(epoch + 1),
+                          .epochs = static_cast<int>(options_.epochs),
+                          .step = batch_in_epoch_,
+                          .steps = steps_per_epoch_,
+                          .loss = epoch_loss_sum_ / static_cast<double>(batch_in_epoch_),
+                          .images_per_second = static_cast<double>(images) / train_seconds,
+                          .eta_seconds = session_seconds / static_cast<double>(global_step_ - session_first_step) *
+                                         static_cast<double>(last_step - global_step_)});
+      }
+      const double data_wait = train_loader_.take_wait_seconds();
+      const auto eval_start = Clock::now();
+      const Accuracy accuracy = evaluate(model_, test_loader_);
+      const double eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
+
+      EpochRow row;
+      row.epoch = static_cast<int>(epoch + 1);
+      row.step = global_step_;
+      row.train_loss = batch_in_epoch_ > 0 ? epoch_loss_sum_ / static_cast<double>(batch_in_epoch_) : 0.0;
+      row.test_accuracy = accuracy.percent();
+      row.images_per_second = train_seconds > 0.0 ? static_cast<double>(images) / train_seconds : 0.0;
+      row.elapsed_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - session_start).count();
+      const bool complete = batch_in_epoch_ == steps_per_epoch_;
+      if (complete) {
+        ++epoch_;
+        batch_in_epoch_ = 0;
+        epoch_loss_sum_ = 0.0;
+      }
+      std::ostringstream line;
+      line << std::fixed << "epoch " << row.epoch << '/' << options_.epochs << (complete ? "" : " (stopped early)")
+           << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss
+           << std::setprecision(2) << "  test_acc " << row.test_accuracy << "%" << std::setprecision(1) << "  "
+           << row.images_per_second << " img/s  data wait " << data_wait << " s  eval " << eval_seconds
+           << " s  elapsed " << format_duration(row.elapsed_seconds);
+      message(line.str());
+      if (!options_.checkpoint.empty()) {
+        save_checkpoint(options_.checkpoint, row.elapsed_seconds);
+        message("saved " + options_.checkpoint.string());
+      }
+      csv_.append(row);
+      rows.push_back(row);
+    }
+    return rows;
+  }
+
+  // Writes the model, the optimizer and the position in the run to `path` (what fit() does after each epoch).
+  void save_checkpoint(const std::filesystem::path& path, double elapsed_seconds = 0.0) const {
+    io::CheckpointState state;
+    state.epoch = epoch_;
+    state.global_step = global_step_;
+    state.generators.emplace("model", model_.generator().snapshot());
+    state.schedule = {{"type", "linear warmup, then cosine"},
+                      {"base_lr", schedule_.base_lr()},
+                      {"min_lr", schedule_.min_lr()},
+                      {"warmup_steps", schedule_.warmup_steps()},
+                      {"total_steps", schedule_.total_steps()},
+                      {"position", global_step_},
+                      {"lr", schedule_(global_step_)}};
+    state.trainer = {{"recipe", full_recipe()},
+                     {"batch_in_epoch", batch_in_epoch_},
+                     {"epoch_loss_sum", epoch_loss_sum_},
+                     {"elapsed_s", elapsed_seconds},
+                     {"threads", num_threads()},
+                     {"workers", options_.workers},
+                     {"max_steps", options_.max_steps}};
+    io::save_checkpoint(path, static_cast<const nn::Module<float>&>(model_), model_.config().to_json(), &optimizer_,
+                        state);
+  }
+
+  // A few lines describing the run: parameters, data, schedule.
+  std::string summary() const {
+    std::ostringstream out;
+    out << "parameters: " << model_.num_trainable_parameters() << " trainable of " << model_.num_parameters()
+        << " total\n";
+    out << "train: " << train_set_->description() << "\n";
+    out << "test:  " << test_set_->description() << "\n";
+    out << "steps: " << steps_per_epoch_ << " per epoch of " << options_.batch_size << " images, " << total_steps()
+        << " in " << options_.epochs << " epochs";
+    if (options_.max_steps > 0) out << " (stopping after " << options_.max_steps << ")";
+    out << "\nAdamW: lr " << options_.lr << " (warmup " << schedule_.warmup_steps() << " steps, cosine to "
+        << options_.min_lr << "), betas (" << options_.beta1 << ", " << options_.beta2 << "), eps " << options_.eps
+        << ", weight decay " << options_.weight_decay << ", label smoothing " << options_.label_smoothing << "\n";
+    out << "threads: " << num_threads() << " compute, " << options_.workers << " data workers per loader";
+    return out.str();
+  }
+
+  // Top-1 accuracy on the test set now.
+  Accuracy evaluate_test() { return evaluate(model_, test_loader_); }
+
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  int64_t total_steps() const { return options_.epochs * steps_per_epoch_; }
+  int64_t epoch() const { return epoch_; }
+  int64_t global_step() const { return global_step_; }
+  const TrainerOptions& options() const { return options_; }
+  optim::AdamW<float>& optimizer() { return optimizer_; }
+  const optim::CosineSchedule& schedule() const { return schedule_; }
+  const CsvLog& csv() const { return csv_; }
+
+ private:
+  static TrainerOptions validated(TrainerOptions options) {
+    options.validate();
+    return options;
+  }
+  static std::shared_ptr<const data::Dataset> checked_dataset(std::shared_ptr<const data::Dataset> set,
+                                                              const char* which) {
+    TESSERA_CHECK(set != nullptr, "Trainer: the ", which, " dataset is null");
+    return set;
+  }
+  static std::ostream& null_stream() {
+    static std::ostream stream(nullptr);
+    return stream;
+  }
+
+  // The recipe plus the sizes of the datasets: what must agree for a resumed run to continue the same run.
+  nlohmann::json full_recipe() const {
+    nlohmann::json recipe = options_.recipe_json();
+    recipe["train_samples"] = train_set_->size();
+    recipe["test_samples"] = test_set_->size();
+    return recipe;
+  }
+
+  static std::string describe_differences(const nlohmann::json& stored, const nlohmann::json& current) {
+    if (!stored.is_object()) return "the checkpoint records no settings";
+    std::set<std::string> keys;
+    for (const auto& [key, value] : stored.items()) keys.insert(key);
+    for (const auto& [key, value] : current.items()) keys.insert(key);
+    std::string out;
+    for (const auto& key : keys) {
+      const std::string a = stored.contains(key) ? stored.at(key).dump() : "(absent)";
+      const std::string b = current.contains(key) ? current.at(key).dump() : "(absent)";
+      if (a == b) continue;
+      out += (out.empty() ? "" : "; ") + key + ": checkpoint " + a + ", this run " + b;
+    }
+    return out;
+  }
+
+  void message(const std::string& text) {
+    if (options_.output) progress_.message(text);
+  }
+
+  Model& model_;
+  TrainerOptions options_;
+  std::shared_ptr<const data::Dataset> train_set_, test_set_;
+  data::DataLoader train_loader_, test_loader_;
+  int64_t steps_per_epoch_;
+  optim::AdamW<float> optimizer_;
+  optim::CosineSchedule schedule_;
+  CsvLog csv_;
+  Progress progress_;
+
+  int64_t epoch_ = 0;           // epochs completed
+  int64_t batch_in_epoch_ = 0;  // steps done in the epoch under way
+  int64_t global_step_ = 0;     // optimizer steps done
+  double epoch_loss_sum_ = 0.0; // sum of the losses of the epoch under way
+  double elapsed_before_ = 0.0; // seconds spent by the runs this one resumes
+};
+
+}  // namespace tessera::train

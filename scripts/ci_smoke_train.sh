@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# CI smoke test of the CIFAR-10 trainer: extracts the JPEG archive into a temporary folder, trains train_cifar10 on
+# 5000 training images for a few epochs and fails unless its accuracy on 1000 test images is clearly above chance.
+#
+# Usage: scripts/ci_smoke_train.sh [archive] [train_cifar10 binary]
+#   archive: default ../shared/data/cifar10-jpg.tar.gz, relative to the repository root
+#   binary:  default build/release/examples/train_cifar10 (cmake --preset release && cmake --build --preset release)
+#   MIN_ACCURACY (percent, default 25) is the bar; EPOCHS (default 4) the length of the run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+archive="${1:-$root/../shared/data/cifar10-jpg.tar.gz}"
+binary="${2:-$root/build/release/examples/train_cifar10}"
+min_accuracy="${MIN_ACCURACY:-25}"
+epochs="${EPOCHS:-4}"
+
+if [[ ! -f "$archive" ]]; then
+  echo "ci_smoke_train: error: no CIFAR-10 archive at '$archive'." >&2
+  echo "  CI provides ../shared/data/cifar10-jpg.tar.gz (the JPEG image-folder archive); pass another path as the" >&2
+  echo "  first argument, or get the official binary data with scripts/download_cifar10.sh and run train_cifar10." >&2
+  exit 1
+fi
+if [[ ! -x "$binary" ]]; then
+  echo "ci_smoke_train: error: no train_cifar10 executable at '$binary'." >&2
+  echo "  Build it with: cmake --preset release && cmake --build --preset release --target train_cifar10 -j2" >&2
+  echo "  or pass its path as the second argument." >&2
+  exit 1
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/tessera_smoke_train.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+echo "ci_smoke_train: extracting $archive"
+tar -xzf "$archive" -C "$work"
+
+start=$SECONDS
+"$binary" --data "$work" --train-limit 5000 --test-limit 1000 --epochs "$epochs" --batch 64 \
+  --log "$work/log.csv" --save "$work/checkpoint.safetensors"
+echo "ci_smoke_train: trained in $((SECONDS - start)) s"
+
+if [[ ! -s "$work/log.csv" ]]; then
+  echo "ci_smoke_train: error: train_cifar10 wrote no log" >&2
+  exit 1
+fi
+echo "ci_smoke_train: log"
+cat "$work/log.csv"
+accuracy="$(tail -n 1 "$work/log.csv" | cut -d, -f4)"
+if awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a + 0 > m + 0) }'; then
+  echo "ci_smoke_train: OK: test accuracy ${accuracy}% > ${min_accuracy}% (chance is 10%)"
+else
+  echo "ci_smoke_train: FAILED: test accuracy ${accuracy}% is not above ${min_accuracy}% (chance is 10%)" >&2
+  exit 1
+fi

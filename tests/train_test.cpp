@@ -1,0 +1,425 @@
+// Tests of train/: a resumed run reproduces the uninterrupted one bit for bit (from an epoch boundary and from inside
+// an epoch), resume refuses other settings, the schedule and weight-decay split of the recipe, train_step, evaluate,
+// spread_subset, the CSV and progress output, and that training learns a simple task.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <tessera/io/checkpoint.hpp>
+#include <tessera/tessera.hpp>
+#include <tessera/train/subset.hpp>
+#include <tessera/train/trainer.hpp>
+
+namespace fs = std::filesystem;
+using namespace tessera;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::random_device entropy;
+    path = fs::temp_directory_path() / ("tessera_train_test_" + std::to_string(entropy()) + std::to_string(entropy()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::ifstream in(path);
+  REQUIRE(in.is_open());
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The first four CSV columns (epoch, step, train_loss, test_acc): the ones a resumed run must reproduce.
+std::string without_timing(const std::string& line) {
+  size_t cut = 0;
+  for (int commas = 0; commas < 4; ++commas) cut = line.find(',', cut) + 1;
+  return line.substr(0, cut - 1);
+}
+
+template <class F>
+void check_error(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    FAIL("expected tessera::Error");
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const auto& part : parts) CHECK_MESSAGE(message.find(part) != std::string::npos, "'" << part << "' not in: " << message);
+  }
+}
+
+// Dropout and drop-path on, so a resumed run also depends on the model's generator being restored.
+nn::ViTConfig tiny_config() {
+  nn::ViTConfig c;
+  c.img_size = 8;
+  c.patch_size = 4;
+  c.num_classes = 3;
+  c.embed_dim = 8;
+  c.depth = 2;
+  c.num_heads = 2;
+  c.mlp_ratio = 2.0;
+  c.proj_drop_rate = 0.1;
+  c.drop_path_rate = 0.1;
+  return c;
+}
+
+// n random 8x8 RGB images; the label is the channel with the largest mean brightness (a learnable rule).
+std::shared_ptr<const data::Dataset> colour_dataset(int64_t n, uint64_t seed) {
+  Generator gen(seed);
+  std::vector<data::Image> images;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto label = static_cast<int64_t>(gen.below(3));
+    data::Image image(8, 8, 3);
+    for (int64_t p = 0; p < 64; ++p)
+      for (int64_t c = 0; c < 3; ++c)
+        image.pixels[static_cast<size_t>(p * 3 + c)] = static_cast<uint8_t>(gen.below(c == label ? 256 : 160));
+    images.push_back(std::move(image));
+    labels.push_back(label);
+  }
+  return std::make_shared<data::InMemoryDataset>(std::move(images), std::move(labels),
+                                                 std::vector<std::string>{"red", "green", "blue"}, "colours");
+}
+
+data::Compose train_transform() {
+  return data::Compose{data::RandomCrop(8, 1), data::RandomHorizontalFlip(0.5), data::ToTensor(),
+                       data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
+}
+data::Compose eval_transform() {
+  return data::Compose{data::ToTensor(), data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
+}
+
+train::TrainerOptions tiny_options() {
+  train::TrainerOptions o;
+  o.epochs = 3;
+  o.batch_size = 4;  // 26 samples: 6 steps per epoch, 2 samples dropped
+  o.lr = 3e-3;
+  o.min_lr = 1e-4;
+  o.seed = 11;
+  o.eval_batch_size = 5;
+  o.workers = 1;
+  o.output = nullptr;
+  return o;
+}
+
+using Model = nn::VisionTransformer<float>;
+using Trainer = train::Trainer<Model>;
+
+Trainer make_trainer(Model& model, const train::TrainerOptions& options) {
+  return Trainer(model, colour_dataset(26, 1), train_transform(), colour_dataset(9, 2), eval_transform(), options);
+}
+
+void check_same_weights(const Model& a, const Model& b) {
+  for (const auto& [name, tensor] : a.state_dict()) {
+    const Tensor<float> other = b.state_dict().at(name);
+    CHECK_MESSAGE(std::memcmp(tensor.data(), other.data(), sizeof(float) * static_cast<size_t>(tensor.numel())) == 0,
+                  name);
+  }
+}
+
+// The uninterrupted 3-epoch run, shared by the resume tests.
+struct Reference {
+  TempDir dir;
+  std::vector<train::EpochRow> rows;
+  std::vector<std::string> csv;
+  Model model{tiny_config(), 3};
+  Reference() {
+    train::TrainerOptions options = tiny_options();
+    options.csv = dir / "a.csv";
+    options.checkpoint = dir / "a.safetensors";
+    Trainer trainer = make_trainer(model, options);
+    rows = trainer.fit();
+    csv = read_lines(options.csv);
+  }
+};
+
+const Reference& reference() {
+  static const Reference run;
+  return run;
+}
+
+// Trains to `stop_after` steps, then resumes in a new model (other init, no data workers) to the end; the rows
+// and the CSV must equal the uninterrupted run's in every non-timing column, and so must the final weights.
+void check_resume_reproduces(int64_t stop_after) {
+  const Reference& ref = reference();
+  REQUIRE(ref.rows.size() == 3);
+  TempDir dir;
+  train::TrainerOptions options = tiny_options();
+  options.csv = dir / "b.csv";
+  options.checkpoint = dir / "b.safetensors";
+  options.max_steps = stop_after;
+  {
+    Model model(tiny_config(), 3);
+    Trainer first = make_trainer(model, options);
+    const auto rows = first.fit();
+    CHECK(first.global_step() == stop_after);
+    REQUIRE(!rows.empty());
+    CHECK(rows.back().step == stop_after);
+  }
+  options.max_steps = 0;
+  options.workers = 0;
+  Model model(tiny_config(), 1234);
+  Trainer second = make_trainer(model, options);
+  second.resume(options.checkpoint);
+  const auto rows = second.fit();
+  REQUIRE(!rows.empty());
+  CHECK(rows.back().epoch == 3);
+
+  // The rows computed after resuming, bit-exact; the CSV, also holding the rows of before, text-identical.
+  REQUIRE(rows.size() <= ref.rows.size());
+  const size_t offset = ref.rows.size() - rows.size();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const train::EpochRow& expected = ref.rows[offset + i];
+    CAPTURE(i);
+    CHECK(rows[i].epoch == expected.epoch);
+    CHECK(rows[i].step == expected.step);
+    CHECK(rows[i].train_loss == expected.train_loss);
+    CHECK(rows[i].test_accuracy == expected.test_accuracy);
+  }
+  CHECK(second.csv().rows().size() == ref.rows.size());
+  const auto csv = read_lines(options.csv);
+  REQUIRE(csv.size() == ref.csv.size());
+  CHECK(csv[0] == train::kCsvHeader);
+  for (size_t i = 1; i < csv.size(); ++i) CHECK(without_timing(csv[i]) == without_timing(ref.csv[i]));
+  check_same_weights(ref.model, model);
+}
+
+}  // namespace
+
+TEST_CASE("resuming from an epoch's checkpoint reproduces the uninterrupted run bit for bit") {
+  check_resume_reproduces(6);   // after epoch 1
+  check_resume_reproduces(12);  // after epoch 2
+}
+
+TEST_CASE("resuming from inside an epoch (a run stopped by max_steps) reproduces the uninterrupted run") {
+  check_resume_reproduces(8);
+}
+
+TEST_CASE("the uninterrupted run's checkpoint and CSV describe where it ended") {
+  const Reference& ref = reference();
+  REQUIRE(ref.csv.size() == 4);
+  CHECK(ref.csv[0] == "epoch,step,train_loss,test_acc,img_per_s,elapsed_s");
+  CHECK(ref.csv[3].rfind("3,18,", 0) == 0);
+  const io::CheckpointState state = io::read_checkpoint_state(ref.dir / "a.safetensors");
+  CHECK(state.epoch == 3);
+  CHECK(state.global_step == 18);
+  CHECK(state.trainer.at("batch_in_epoch") == 0);
+  CHECK(state.trainer.at("recipe").at("train_samples") == 26);
+  CHECK(state.schedule.at("warmup_steps") == 6);
+  CHECK(state.schedule.at("total_steps") == 18);
+  CHECK(state.generators.count("model") == 1);
+  for (const auto& row : ref.rows) CHECK(std::isfinite(row.train_loss));
+  CHECK(ref.rows[2].train_loss < ref.rows[0].train_loss);
+}
+
+TEST_CASE("resume refuses a checkpoint of other settings, naming them") {
+  const Reference& ref = reference();
+  Model model(tiny_config(), 3);
+  train::TrainerOptions options = tiny_options();
+  options.lr = 1e-3;
+  options.epochs = 4;
+  Trainer trainer = make_trainer(model, options);
+  check_error([&] { trainer.resume(ref.dir / "a.safetensors"); },
+              {"a.safetensors", "lr: checkpoint 0.003, this run 0.001", "epochs: checkpoint 3, this run 4"});
+
+  Trainer other_data(model, colour_dataset(30, 1), train_transform(), colour_dataset(9, 2), eval_transform(),
+                     tiny_options());
+  check_error([&] { other_data.resume(ref.dir / "a.safetensors"); }, {"train_samples: checkpoint 26, this run 30"});
+
+  nn::ViTConfig wider = tiny_config();
+  wider.embed_dim = 12;
+  Model wide(wider, 3);
+  Trainer wide_trainer = make_trainer(wide, tiny_options());
+  check_error([&] { wide_trainer.resume(ref.dir / "a.safetensors"); }, {"a.safetensors", "embed_dim"});
+}
+
+TEST_CASE("a finished run has nothing left to do; max_steps past the end changes nothing") {
+  const Reference& ref = reference();
+  Model model(tiny_config(), 3);
+  train::TrainerOptions options = tiny_options();
+  options.max_steps = 100;
+  Trainer trainer = make_trainer(model, options);
+  trainer.resume(ref.dir / "a.safetensors");
+  CHECK(trainer.fit().empty());
+  check_same_weights(ref.model, model);
+}
+
+TEST_CASE("the schedule is per-step linear warmup over warmup_epochs, then cosine to min_lr") {
+  Model model(tiny_config(), 3);
+  train::TrainerOptions options = tiny_options();
+  options.warmup_epochs = 1.0;
+  Trainer trainer = make_trainer(model, options);
+  REQUIRE(trainer.steps_per_epoch() == 6);
+  const auto& s = trainer.schedule();
+  CHECK(s.warmup_steps() == 6);
+  CHECK(s.total_steps() == 18);
+  constexpr double kPi = 3.14159265358979323846;
+  for (int64_t step = 0; step < 18; ++step) {
+    const double expected = step < 6 ? 3e-3 * static_cast<double>(step + 1) / 6.0
+                                     : 1e-4 + (3e-3 - 1e-4) * 0.5 * (1.0 + std::cos(kPi * static_cast<double>(step - 6) / 12.0));
+    CHECK(s(step) == doctest::Approx(expected).epsilon(1e-12));
+  }
+  trainer.fit();
+  CHECK(trainer.optimizer().lr() == s(17));  // the rate used by the last step
+}
+
+TEST_CASE("weight decay applies to weights of rank >= 2 except pos_embed and cls_token") {
+  Model model(tiny_config(), 3);
+  Trainer trainer = make_trainer(model, tiny_options());
+  const auto& groups = trainer.optimizer().param_groups();
+  REQUIRE(groups.size() == 2);
+  CHECK(*groups[0].weight_decay == 0.05);
+  CHECK(*groups[1].weight_decay == 0.0);
+  for (const auto& [name, p] : groups[0].params) {
+    CAPTURE(name);
+    CHECK(p.rank() >= 2);
+    CHECK(name != "pos_embed");
+    CHECK(name != "cls_token");
+  }
+  std::vector<std::string> plain;
+  for (const auto& [name, p] : groups[1].params) plain.push_back(name);
+  CHECK(std::find(plain.begin(), plain.end(), "pos_embed") != plain.end());
+  CHECK(std::find(plain.begin(), plain.end(), "cls_token") != plain.end());
+  CHECK(std::find(plain.begin(), plain.end(), "blocks.0.norm1.weight") != plain.end());
+  CHECK(std::find(plain.begin(), plain.end(), "head.bias") != plain.end());
+  CHECK(groups[0].params.size() + groups[1].params.size() == model.named_parameters().size());
+}
+
+TEST_CASE("train_step returns the loss of the forward before the update and updates every parameter") {
+  nn::ViTConfig config = tiny_config();
+  config.proj_drop_rate = 0.0;
+  config.drop_path_rate = 0.0;
+  Model model(config, 3);
+  optim::AdamW<float> optimizer(optim::param_groups_weight_decay(model.named_parameters(), 0.05));
+  Generator gen(4);
+  const auto images = Tensor<float>::normal(Shape{5, 3, 8, 8}, 0.0f, 1.0f, gen);
+  const std::vector<int64_t> labels = {0, 1, 2, 1, 0};
+  float expected = 0.0f;
+  {
+    NoGradGuard no_grad;
+    expected = ops::cross_entropy(model.forward(images), labels, 0.1).item();
+  }
+  const auto before = model.state_dict();
+  std::vector<Tensor<float>> copies;
+  for (const auto& [name, t] : before) copies.push_back(t.clone());
+  train::StepTimes times;
+  times.forward_ms = -1.0;
+  const float loss = train::train_step(model, optimizer, images, labels, 0.1, &times);
+  CHECK(loss == expected);
+  CHECK(times.forward_ms >= 0.0);
+  CHECK(times.backward_ms >= 0.0);
+  CHECK(times.optimizer_ms >= 0.0);
+  size_t i = 0;
+  for (const auto& [name, t] : model.state_dict()) {
+    CAPTURE(name);
+    CHECK(std::memcmp(t.data(), copies[i].data(), sizeof(float) * static_cast<size_t>(t.numel())) != 0);
+    ++i;
+  }
+}
+
+TEST_CASE("evaluate counts top-1 hits in eval mode and restores the training mode") {
+  Model model(tiny_config(), 3);
+  const auto test_set = colour_dataset(7, 5);
+  data::DataLoader loader(test_set, eval_transform(), {.batch_size = 3, .shuffle = false, .num_workers = 0});
+  model.train();
+  const train::Accuracy accuracy = train::evaluate(model, loader);
+  CHECK(model.is_training());
+  CHECK(accuracy.total == 7);
+  model.eval();
+  NoGradGuard no_grad;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < 7; ++i) {
+    const data::Sample sample = test_set->get(i);
+    data::FloatImage image = eval_transform()(sample.image, default_generator());
+    Tensor<float> x(Shape{1, 3, 8, 8});
+    std::memcpy(x.data(), image.data(), sizeof(float) * 192);
+    const Tensor<float> logits = model.forward(x);
+    correct += train::argmax(logits.data(), 3) == sample.label;
+  }
+  CHECK(accuracy.correct == correct);
+  CHECK(accuracy.percent() == doctest::Approx(100.0 * static_cast<double>(correct) / 7.0));
+  const float values[] = {1.0f, 3.0f, 3.0f, -1.0f};
+  CHECK(train::argmax(values, 4) == 1);
+}
+
+TEST_CASE("training learns the brightest-channel rule") {
+  Model model(tiny_config(), 3);
+  train::TrainerOptions options = tiny_options();
+  options.epochs = 8;
+  options.batch_size = 16;
+  options.warmup_epochs = 0.5;
+  options.lr = 1e-2;
+  Trainer trainer(model, colour_dataset(320, 6), train_transform(), colour_dataset(90, 7), eval_transform(), options);
+  const double before = trainer.evaluate_test().percent();
+  const auto rows = trainer.fit();
+  REQUIRE(rows.size() == 8);
+  MESSAGE("test accuracy " << before << "% -> " << rows.back().test_accuracy << "%");
+  CHECK(rows.back().test_accuracy >= 80.0);
+  CHECK(rows.back().train_loss < rows.front().train_loss);
+}
+
+TEST_CASE("the trainer reports progress and per-epoch lines, and checks classes and options") {
+  TempDir dir;
+  Model model(tiny_config(), 3);
+  std::ostringstream out;
+  train::TrainerOptions options = tiny_options();
+  options.epochs = 2;
+  options.output = &out;
+  options.live_progress = false;
+  options.checkpoint = dir / "c.safetensors";
+  Trainer trainer = make_trainer(model, options);
+  const std::string summary = trainer.summary();
+  CHECK(summary.find("trainable") != std::string::npos);
+  CHECK(summary.find("6 per epoch") != std::string::npos);
+  trainer.fit();
+  const std::string text = out.str();
+  CHECK(text.find("epoch 1/2 step 6/6") != std::string::npos);
+  CHECK(text.find("test_acc") != std::string::npos);
+  CHECK(text.find("data wait") != std::string::npos);
+  CHECK(text.find("saved " + (dir / "c.safetensors").string()) != std::string::npos);
+
+  nn::ViTConfig five = tiny_config();
+  five.num_classes = 5;
+  Model wrong(five, 1);
+  check_error([&] { make_trainer(wrong, tiny_options()); }, {"3 classes", "5 outputs"});
+  train::TrainerOptions bad = tiny_options();
+  bad.min_lr = 1.0;
+  check_error([&] { make_trainer(model, bad); }, {"min_lr"});
+  bad = tiny_options();
+  bad.batch_size = 27;
+  check_error([&] { make_trainer(model, bad); }, {"drop_last", "27"});
+}
+
+TEST_CASE("spread_subset takes samples spread evenly over the dataset") {
+  const auto base = colour_dataset(10, 1);
+  const auto subset = train::spread_subset(base, 3);
+  REQUIRE(subset->size() == 3);
+  const int64_t expected[] = {0, 3, 6};
+  for (int64_t i = 0; i < 3; ++i) {
+    CHECK(subset->label(i) == base->label(expected[i]));
+    CHECK(subset->get(i).image.pixels == base->get(expected[i]).image.pixels);
+    CHECK(subset->sample_name(i) == base->sample_name(expected[i]));
+  }
+  CHECK(subset->class_names() == base->class_names());
+  CHECK(subset->description().find("3 samples of colours") == 0);
+  CHECK(train::spread_subset(base, 0) == base);
+  CHECK(train::spread_subset(base, 10) == base);
+  CHECK(train::spread_subset(base, 99) == base);
+  check_error([&] { train::spread_subset(base, -1); }, {"spread_subset", "-1"});
+  check_error([&] { subset->get(3); }, {"Subset::get", "3"});
+  check_error([&] { train::Subset(base, {0, 10}); }, {"Subset", "10"});
+}
