@@ -507,3 +507,68 @@ TEST_CASE("gradcheck: a tiny ViT in double, logits and loss, with respect to par
   CHECK_GRADCHECK([&](const std::vector<Tensor<double>>& in) { return ops::cross_entropy(model(in[0]), labels, 0.1); },
                   inputs);
 }
+
+TEST_CASE("The float fast paths compute the same function as the composed ops") {
+  nn::ViTConfig config = tiny_config();
+  config.img_size = 8;
+  config.embed_dim = 12;
+  config.num_heads = 3;
+  nn::VisionTransformer<float> model(config, 21);
+  // Spread the parameters (biases start at zero) so every term matters.
+  Generator gen(22);
+  for (auto& [name, p] : model.named_parameters())
+    for (int64_t i = 0; i < p.numel(); ++i) p.data()[i] = static_cast<float>(0.3 * gen.normal());
+  const Tensor<float> x = images<float>(config, 3, 23);
+
+  // The layers one by one, as timm writes them, with every op unfused.
+  auto composed = [&](const Tensor<float>& images) {
+    const auto& pe = model.patch_embed;
+    const int64_t B = images.size(0), G = pe.grid_size(), p = pe.patch_size, C = pe.in_chans, D = config.embed_dim;
+    Tensor<float> patches = ops::permute(ops::reshape(images, {B, C, G, p, G, p}), {0, 2, 4, 1, 3, 5});
+    patches = ops::linear(ops::reshape(patches, {B, G * G, C * p * p}), ops::reshape(pe.proj.weight, {D, C * p * p}),
+                          pe.proj.bias);
+    const Tensor<float> cls = ops::add(Tensor<float>::zeros(Shape{B, 1, D}), model.cls_token);
+    Tensor<float> h = ops::add(ops::concat({cls, patches}, 1), model.pos_embed);
+    for (auto& block : model.blocks) {
+      auto& b = *block;
+      const Tensor<float> mixed = nn::composed_attention(b.attn.qkv(b.norm1(h)), 3);
+      h = ops::add(h, b.attn.proj(mixed));
+      h = ops::add(h, b.mlp.fc2(ops::gelu(b.mlp.fc1(b.norm2(h)))));
+    }
+    return model.head(ops::select(model.norm(h), 1, 0));
+  };
+  const Tensor<float> expected = composed(x);
+  const Tensor<float> logits = model(x);
+  REQUIRE(logits.shape() == expected.shape());
+  for (int64_t i = 0; i < logits.numel(); ++i)
+    CHECK(logits.data()[i] == doctest::Approx(expected.data()[i]).epsilon(1e-5).scale(1.0));
+
+  // forward_features normalises the class token alone: the same bits as the norm of every token, then select.
+  const Tensor<float> features = model.forward_features(x);
+  CHECK(same_values(features, ops::select(model.forward_tokens(x), 1, 0)));
+
+  // Training mode with every rate 0 takes the fused residual path too; with drop-path the unfused one, which in
+  // eval mode gives the fused path's result again.
+  model.train();
+  CHECK(same_values(model(x), logits));
+  nn::ViTConfig dropping = config;
+  dropping.drop_path_rate = 0.5;
+  nn::VisionTransformer<float> dropped(dropping, 21);
+  dropped.load_state_dict(model.state_dict());
+  dropped.eval();
+  CHECK(same_values(dropped(x), logits));
+  dropped.train();
+  CHECK_FALSE(same_values(dropped(x), logits));
+}
+
+TEST_CASE("Attention defaults: the fused kernel for float, composed ops for double; either can be chosen") {
+  nn::MultiHeadAttention<float> attn(12, 3);
+  const Tensor<float> x = Tensor<float>::uniform(Shape{2, 5, 12}, -1.0f, 1.0f);
+  const Tensor<float> qkv = attn.qkv(x);
+  CHECK(same_values(attn(x), attn.proj(ops::attention(qkv, 3))));
+  attn.set_attention_fn(&nn::composed_attention<float>);
+  CHECK(same_values(attn(x), attn.proj(nn::composed_attention(qkv, 3))));
+  nn::MultiHeadAttention<double> attn_double(12, 3);
+  const Tensor<double> xd = Tensor<double>::uniform(Shape{2, 5, 12}, -1.0, 1.0);
+  CHECK(same_values(attn_double(xd), attn_double.proj(nn::composed_attention(attn_double.qkv(xd), 3))));
+}

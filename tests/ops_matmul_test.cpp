@@ -1,5 +1,7 @@
-// gradchecks, forward values and error tests of ops/matmul.hpp: matmul (1-D, 2-D, batched with broadcasting)
-// and linear.
+// gradchecks, forward values and error tests of ops/matmul.hpp: matmul (1-D, 2-D, batched with broadcasting),
+// linear and its fused forms linear_gelu and linear_residual.
+#include <cstring>
+
 #include "test_helpers.hpp"
 
 #include <tessera/ops/matmul.hpp>
@@ -150,6 +152,76 @@ TEST_CASE("linear forward values and gradcheck") {
     for (int64_t i = 0; i < gd.numel(); ++i) CHECK(gf.data()[i] == doctest::Approx(gd.data()[i]).epsilon(1e-4));
 }
 
+TEST_CASE("linear_gelu and linear_residual: gradcheck in double") {
+  struct Case {
+    Shape x, w;
+    bool bias;
+  };
+  const std::vector<Case> cases = {{{2, 3, 4}, {5, 4}, true}, {{7, 65}, {3, 65}, true}, {{7}, {3, 7}, true},
+                                   {{1, 1}, {1, 1}, true},    {{3, 1, 4}, {2, 4}, false}};
+  uint64_t seed = 400;
+  for (const auto& c : cases) {
+    CAPTURE(c.x.str());
+    CAPTURE(c.w.str());
+    auto xi = random_input(c.x, seed++), wi = random_input(c.w, seed++);
+    auto ri = random_input(c.x.with_dim(-1, c.w[0]), seed++);
+    if (c.bias) {
+      auto bi = random_input({c.w[0]}, seed++);
+      CHECK_GRADCHECK([](const Inputs& in) { return ops::linear_gelu(in[0], in[1], in[2]); }, {xi, wi, bi});
+      CHECK_GRADCHECK([](const Inputs& in) { return ops::linear_residual(in[0], in[1], in[2], in[3]); },
+                      {xi, wi, bi, ri});
+    } else {
+      CHECK_GRADCHECK([](const Inputs& in) { return ops::linear_gelu(in[0], in[1]); }, {xi, wi});
+      CHECK_GRADCHECK([](const Inputs& in) { return ops::linear_residual(in[0], in[1], TensorD(), in[2]); },
+                      {xi, wi, ri});
+    }
+  }
+}
+
+TEST_CASE("linear_gelu in float is gelu(linear) bit for bit, forward and backward") {
+  // Sizes past the GEMM's threading threshold and its edge tiles (rows 193, out 97 are no multiples of 6 or 16).
+  for (const auto& [x_shape, w_shape] : {std::pair{Shape{2, 193, 65}, Shape{97, 65}}, {Shape{7, 31}, Shape{3, 31}}}) {
+    CAPTURE(x_shape.str());
+    Generator gen(410);
+    auto make = [&](const Shape& s) { return TensorF::uniform(s, -1.0f, 1.0f, gen).set_requires_grad(); };
+    TensorF x = make(x_shape), w = make(w_shape), b = make(Shape{w_shape[0]});
+    TensorF x2 = x.detach().clone().set_requires_grad(), w2 = w.detach().clone().set_requires_grad(),
+            b2 = b.detach().clone().set_requires_grad();
+    const TensorF fused = ops::linear_gelu(x, w, b);
+    const TensorF composed = ops::gelu(ops::linear(x2, w2, b2));
+    REQUIRE(fused.shape() == composed.shape());
+    CHECK(std::memcmp(fused.data(), composed.data(), sizeof(float) * size_t(fused.numel())) == 0);
+    const TensorF g = TensorF::uniform(fused.shape(), -1.0f, 1.0f, gen);
+    fused.backward(g);
+    composed.backward(g);
+    for (const auto& [a, e] : {std::pair{x.grad(), x2.grad()}, {w.grad(), w2.grad()}, {b.grad(), b2.grad()}}) {
+      REQUIRE(a.shape() == e.shape());
+      CHECK(std::memcmp(a.data(), e.data(), sizeof(float) * size_t(a.numel())) == 0);
+    }
+  }
+}
+
+TEST_CASE("linear_residual in float agrees with residual + linear") {
+  Generator gen(420);
+  auto make = [&](const Shape& s) { return TensorF::uniform(s, -1.0f, 1.0f, gen).set_requires_grad(); };
+  TensorF x = make({2, 193, 65}), w = make({97, 65}), b = make({97}), r = make({2, 193, 97});
+  TensorF x2 = x.detach().clone().set_requires_grad(), w2 = w.detach().clone().set_requires_grad(),
+          b2 = b.detach().clone().set_requires_grad(), r2 = r.detach().clone().set_requires_grad();
+  const TensorF fused = ops::linear_residual(x, w, b, r);
+  const TensorF composed = r2 + ops::linear(x2, w2, b2);
+  for (int64_t i = 0; i < fused.numel(); ++i)
+    CHECK(fused.data()[i] == doctest::Approx(composed.data()[i]).epsilon(1e-6).scale(1.0));
+  const TensorF g = TensorF::uniform(fused.shape(), -1.0f, 1.0f, gen);
+  fused.backward(g);
+  composed.backward(g);
+  // The gradients do not depend on how the forward rounded: they are the same computation.
+  for (const auto& [a, e] : {std::pair{x.grad(), x2.grad()}, {w.grad(), w2.grad()}, {b.grad(), b2.grad()},
+                             {r.grad(), r2.grad()}})
+    CHECK(std::memcmp(a.data(), e.data(), sizeof(float) * size_t(a.numel())) == 0);
+  // The residual itself is left unchanged.
+  CHECK(std::memcmp(r.data(), r2.data(), sizeof(float) * size_t(r.numel())) == 0);
+}
+
 TEST_CASE("matmul and linear errors name the op and the shapes") {
   auto a = TensorD::zeros({2, 3}), b = TensorD::zeros({4, 5});
   CHECK_THROWS_WITH_AS(ops::matmul(a, b), doctest::Contains("matmul: shapes (2, 3) and (4, 5) do not multiply"), Error);
@@ -163,4 +235,13 @@ TEST_CASE("matmul and linear errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(ops::linear(a, TensorD::zeros({3})), doctest::Contains("linear: weight must be"), Error);
   CHECK_THROWS_WITH_AS(ops::linear(a, TensorD::zeros({5, 3}), TensorD::zeros({4})),
                        doctest::Contains("linear: bias of shape (4)"), Error);
+  CHECK_THROWS_WITH_AS(ops::linear_gelu(a, TensorD::zeros({5, 4})),
+                       doctest::Contains("linear_gelu: input of shape (2, 3) does not match weight of shape (5, 4)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ops::linear_residual(a, TensorD::zeros({5, 3}), TensorD(), TensorD::zeros({2, 4})),
+                       doctest::Contains("linear_residual: residual of shape (2, 4) does not match the output shape "
+                                         "(2, 5)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ops::linear_residual(a, TensorD::zeros({5, 3}), TensorD::zeros({4}), TensorD::zeros({2, 5})),
+                       doctest::Contains("linear_residual: bias of shape (4)"), Error);
 }

@@ -67,7 +67,8 @@ void check_fixture(const std::string& path, bool fused_attention) {
   REQUIRE(file.metadata().count("config") == 1);
   const nn::ViTConfig config = nn::ViTConfig::from_json_string(file.metadata().at("config"));
   nn::VisionTransformer<float> model(config, 0);
-  if (fused_attention) model.set_attention_fn(&ops::attention<float>);
+  model.set_attention_fn(fused_attention ? nn::AttentionFn<float>(&ops::attention<float>)
+                                         : nn::AttentionFn<float>(&nn::composed_attention<float>));
 
   // Parameters: every "param.<name>" of the file is a parameter of the model and vice versa (strict load).
   nn::StateDict<float> params;

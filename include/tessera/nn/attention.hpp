@@ -1,11 +1,13 @@
 // nn::MultiHeadAttention (timm's Attention): qkv Linear, scaled dot-product attention per head, proj Linear, with
 // attention and projection dropout and, on request, each head's attention probabilities kept for visualisation.
-// The attention math between the two Linears is one swappable function (composed_attention by default).
+// The attention math between the two Linears is one swappable function: by default the fused ops::attention kernel
+// for float and composed_attention (differentiable ops) for double.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 
 #include "tessera/core/rng.hpp"
 #include "tessera/core/tensor.hpp"
@@ -13,6 +15,7 @@
 #include "tessera/nn/linear.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/ops/activation.hpp"
+#include "tessera/ops/attention.hpp"
 #include "tessera/ops/dropout.hpp"
 #include "tessera/ops/elementwise.hpp"
 #include "tessera/ops/matmul.hpp"
@@ -51,6 +54,16 @@ Tensor<T> composed_attention(const Tensor<T>& qkv, int num_heads, double dropout
   return ops::reshape(ops::transpose(x, 1, 2), {B, N, H * d});
 }
 
+// The attention MultiHeadAttention starts with: the fused kernel (ops::attention) for float, where speed matters,
+// and composed_attention for double, where gradient checks exercise the composed ops.
+template <class T>
+AttentionFn<T> default_attention_fn() {
+  if constexpr (std::is_same_v<T, float>)
+    return &ops::attention<T>;
+  else
+    return &composed_attention<T>;
+}
+
 template <class T>
 class MultiHeadAttention : public Module<T> {
  public:
@@ -73,14 +86,17 @@ class MultiHeadAttention : public Module<T> {
   }
 
   // x is (B, N, dim); returns (B, N, dim).
-  Tensor<T> forward(const Tensor<T>& x) {
+  Tensor<T> forward(const Tensor<T>& x) { return proj_drop(proj(attend(x))); }
+
+  // The heads' outputs side by side before the proj Linear: x (B, N, dim) -> (B, N, dim).
+  Tensor<T> attend(const Tensor<T>& x) {
     TESSERA_CHECK(x.rank() == 3 && x.size(2) == dim, this->where(), ": expected input (B, N, ", dim, "), got shape ",
                   x.shape());
     Tensor<T> probs;
     const Tensor<T> mixed = attention_fn_(qkv(x), static_cast<int>(num_heads), attn_drop, this->is_training(),
                                           &this->generator(), keep_attention_ ? &probs : nullptr);
     if (keep_attention_) attention_probs_ = probs.clone();
-    return proj_drop(proj(mixed));
+    return mixed;
   }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
 
@@ -93,7 +109,7 @@ class MultiHeadAttention : public Module<T> {
   // The probabilities of the last forward while keeping was on; undefined otherwise.
   const Tensor<T>& attention_probs() const { return attention_probs_; }
 
-  // Replaces the attention math (e.g. with ops::attention<T>, the fused kernel).
+  // Replaces the attention math (e.g. with nn::composed_attention<T>, or ops::attention<T>, the fused kernel).
   void set_attention_fn(AttentionFn<T> fn) {
     TESSERA_CHECK(static_cast<bool>(fn), this->where(), ": set_attention_fn needs a callable");
     attention_fn_ = std::move(fn);
@@ -108,8 +124,7 @@ class MultiHeadAttention : public Module<T> {
   Dropout<T> proj_drop;
 
  private:
-  AttentionFn<T> attention_fn_ = [](const Tensor<T>& packed, int heads, double p, bool training, Generator* gen,
-                                    Tensor<T>* probs) { return composed_attention<T>(packed, heads, p, training, gen, probs); };
+  AttentionFn<T> attention_fn_ = default_attention_fn<T>();
   bool keep_attention_ = false;
   Tensor<T> attention_probs_;
 };

@@ -22,6 +22,9 @@ class Dropout : public Module<T> {
   Tensor<T> forward(const Tensor<T>& x) const { return ops::dropout(x, p, this->is_training(), this->generator()); }
   Tensor<T> operator()(const Tensor<T>& x) const { return forward(x); }
 
+  // True when forward returns its input unchanged (eval mode or p == 0), so a caller may fuse across it.
+  bool is_identity() const { return !this->is_training() || p == 0.0; }
+
   const double p;
 };
 
@@ -46,6 +49,9 @@ class DropPath : public Module<T> {
     return ops::mul(x, mask);
   }
   Tensor<T> operator()(const Tensor<T>& x) const { return forward(x); }
+
+  // True when forward returns its input unchanged (eval mode or p == 0), so a caller may fuse across it.
+  bool is_identity() const { return !this->is_training() || p == 0.0; }
 
   const double p;
 };

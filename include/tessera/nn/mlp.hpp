@@ -1,4 +1,4 @@
-// nn::MLP (timm's Mlp): fc1, GELU, dropout, fc2, dropout.
+// nn::MLP (timm's Mlp): fc1 and GELU (one fused op), dropout, fc2, dropout.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include "tessera/nn/dropout.hpp"
 #include "tessera/nn/linear.hpp"
 #include "tessera/nn/module.hpp"
-#include "tessera/ops/activation.hpp"
+#include "tessera/ops/matmul.hpp"
 
 namespace tessera::nn {
 
@@ -27,8 +27,16 @@ class MLP : public Module<T> {
     this->register_module("drop2", drop2);
   }
 
-  // x is (..., in_features); returns the same shape. GELU is the exact (erf) form, as torch.nn.GELU().
-  Tensor<T> forward(const Tensor<T>& x) const { return drop2(fc2(drop1(ops::gelu(fc1(x))))); }
+  // x is (..., in_features); returns the same shape. GELU is the exact (erf) form, as torch.nn.GELU(), fused with fc1
+  // (bias and GELU in the GEMM's epilogue).
+  Tensor<T> forward(const Tensor<T>& x) const { return drop2(fc2(hidden(x))); }
+
+  // The hidden activations that fc2 reads: drop1(gelu(fc1(x))), (..., hidden_features).
+  Tensor<T> hidden(const Tensor<T>& x) const {
+    TESSERA_CHECK(x.rank() >= 1 && x.size(-1) == fc1.in_features, this->where(), ": expected input (..., ",
+                  fc1.in_features, "), got shape ", x.shape());
+    return drop1(ops::linear_gelu(x, fc1.weight, fc1.bias));
+  }
   Tensor<T> operator()(const Tensor<T>& x) const { return forward(x); }
 
   Linear<T> fc1;

@@ -1,5 +1,5 @@
 // nn::PatchEmbedding: cuts (B, C, H, W) images into p×p patches and projects each to embed_dim — timm's PatchEmbed,
-// a stride-p convolution, done as patchify (reshape/permute) followed by one linear map.
+// a stride-p convolution, done as ops::patch_embed (the patchify kernel and one GEMM).
 #pragma once
 
 #include <cstdint>
@@ -8,9 +8,7 @@
 #include "tessera/core/tensor.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/module.hpp"
-#include "tessera/ops/matmul.hpp"
-#include "tessera/ops/reshape.hpp"
-#include "tessera/ops/shape_ops.hpp"
+#include "tessera/ops/patchify.hpp"
 
 namespace tessera::nn {
 
@@ -62,11 +60,7 @@ class PatchEmbedding : public Module<T> {
                   img_size, ", ", img_size, "), got shape ", x.shape());
     TESSERA_CHECK(x.size(2) == img_size && x.size(3) == img_size, this->where(), ": expected images of ", img_size,
                   "x", img_size, " (B, ", in_chans, ", ", img_size, ", ", img_size, "), got shape ", x.shape());
-    const int64_t B = x.size(0), G = grid_size(), p = patch_size, C = in_chans;
-    Tensor<T> patches = ops::reshape(x, {B, C, G, p, G, p});
-    patches = ops::permute(patches, {0, 2, 4, 1, 3, 5});  // (B, G, G, C, p, p)
-    patches = ops::reshape(patches, {B, G * G, C * p * p});
-    return ops::linear(patches, ops::reshape(proj.weight, {embed_dim, C * p * p}), proj.bias);
+    return ops::patch_embed(x, proj.weight, proj.bias);
   }
   Tensor<T> operator()(const Tensor<T>& x) const { return forward(x); }
 

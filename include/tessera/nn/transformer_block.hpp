@@ -1,5 +1,6 @@
 // nn::TransformerBlock (timm's Block): pre-norm residual attention and MLP,
-//   x = x + drop_path(attn(norm1(x)));  x = x + drop_path(mlp(norm2(x))).
+//   x = x + drop_path(attn(norm1(x)));  x = x + drop_path(mlp(norm2(x))),
+// each residual add fused into the branch's last Linear when nothing random sits between them.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "tessera/nn/mlp.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/ops/elementwise.hpp"
+#include "tessera/ops/matmul.hpp"
 
 namespace tessera::nn {
 
@@ -45,10 +47,15 @@ class TransformerBlock : public Module<T> {
     this->register_module("drop_path2", drop_path2);
   }
 
-  // x is (B, N, dim); returns the same shape.
+  // x is (B, N, dim); returns the same shape. When a branch's last dropout and drop-path are the identity (eval
+  // mode or rate 0), its residual add is fused into the branch's last Linear (ops::linear_residual).
   Tensor<T> forward(const Tensor<T>& x) {
-    const Tensor<T> h = ops::add(x, drop_path1(attn(norm1(x))));
-    return ops::add(h, drop_path2(mlp(norm2(h))));
+    const Tensor<T> h = attn.proj_drop.is_identity() && drop_path1.is_identity()
+                            ? ops::linear_residual(attn.attend(norm1(x)), attn.proj.weight, attn.proj.bias, x)
+                            : ops::add(x, drop_path1(attn(norm1(x))));
+    return mlp.drop2.is_identity() && drop_path2.is_identity()
+               ? ops::linear_residual(mlp.hidden(norm2(h)), mlp.fc2.weight, mlp.fc2.bias, h)
+               : ops::add(h, drop_path2(mlp(norm2(h))));
   }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
 

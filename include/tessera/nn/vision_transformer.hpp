@@ -21,6 +21,7 @@
 #include "tessera/nn/transformer_block.hpp"
 #include "tessera/ops/elementwise.hpp"
 #include "tessera/ops/shape_ops.hpp"
+#include "tessera/ops/tokens.hpp"
 
 namespace tessera::nn {
 
@@ -111,18 +112,20 @@ class VisionTransformer : public Module<T> {
     });
   }
 
-  // x is (B, in_chans, img_size, img_size); returns every token after the final norm, (B, 1 + num_patches, dim).
-  Tensor<T> forward_tokens(const Tensor<T>& x) {
-    const Tensor<T> patches = patch_embed(x);  // (B, P, D)
-    const int64_t B = patches.size(0);
-    const Tensor<T> cls = ops::add(Tensor<T>::zeros(Shape{B, 1, config_.embed_dim}), cls_token);
-    Tensor<T> h = pos_drop(ops::add(ops::concat({cls, patches}, 1), pos_embed));
+  // x is (B, in_chans, img_size, img_size); returns every token after the last block, before the final norm,
+  // (B, 1 + num_patches, dim).
+  Tensor<T> forward_blocks(const Tensor<T>& x) {
+    Tensor<T> h = pos_drop(ops::class_token_and_position(patch_embed(x), cls_token, pos_embed));
     for (auto& block : blocks) h = (*block)(h);
-    return norm(h);
+    return h;
   }
 
-  // The class token after the final norm, (B, dim): what the head reads.
-  Tensor<T> forward_features(const Tensor<T>& x) { return ops::select(forward_tokens(x), 1, 0); }
+  // Every token after the final norm, (B, 1 + num_patches, dim).
+  Tensor<T> forward_tokens(const Tensor<T>& x) { return norm(forward_blocks(x)); }
+
+  // The class token after the final norm, (B, dim): what the head reads. The norm acts on each token alone, so
+  // only the class token is normalised.
+  Tensor<T> forward_features(const Tensor<T>& x) { return norm(ops::select(forward_blocks(x), 1, 0)); }
 
   // features (B, dim) -> logits (B, num_classes).
   Tensor<T> forward_head(const Tensor<T>& features) { return head(head_drop(features)); }

@@ -36,7 +36,7 @@ inline RowsCols rows_over_last_dim(const Shape& shape, const char* op) {
 // gelu(x) = x Φ(x) = x (1 + erf(x / √2)) / 2, PyTorch's default (approximate = "none").
 template <class T>
 Tensor<T> gelu(const Tensor<T>& a) {
-  Tensor<T> out(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
   if constexpr (std::is_same_v<T, float>)
     kernels::gelu_forward(out.data(), a.data(), a.numel());
   else
@@ -56,7 +56,7 @@ Tensor<T> gelu(const Tensor<T>& a) {
 template <class T>
 Tensor<T> softmax(const Tensor<T>& a) {
   const auto [rows, cols] = detail::rows_over_last_dim(a.shape(), "softmax");
-  Tensor<T> out(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
   if (rows > 0 && cols > 0) {
     if constexpr (std::is_same_v<T, float>)
       kernels::softmax_forward(out.data(), a.data(), rows, cols);
@@ -81,7 +81,7 @@ Tensor<T> softmax(const Tensor<T>& a) {
 template <class T>
 Tensor<T> log_softmax(const Tensor<T>& a) {
   const auto [rows, cols] = detail::rows_over_last_dim(a.shape(), "log_softmax");
-  Tensor<T> out(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
   if (rows > 0 && cols > 0) {
     if constexpr (std::is_same_v<T, float>)
       kernels::log_softmax_forward(out.data(), a.data(), rows, cols);

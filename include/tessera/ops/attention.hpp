@@ -52,9 +52,9 @@ Tensor<T> attention(const Tensor<T>& qkv, int num_heads, double dropout_p = 0.0,
   const uint64_t seed = use_dropout ? (generator ? *generator : default_generator()).next_u64() : 0;
   const bool records = autograd::grad_mode_enabled() && qkv.requires_grad();
 
-  Tensor<T> out(Shape{B, N, H * d});
+  Tensor<T> out = Tensor<T>::empty(Shape{B, N, H * d});
   Tensor<T> probs;
-  if (records || probs_out) probs = Tensor<T>(Shape{B, H, N, N});
+  if (records || probs_out) probs = Tensor<T>::empty(Shape{B, H, N, N});
   const int b = int(B), n = int(N), h = int(H), hd = int(d);
   if constexpr (std::is_same_v<T, float>)
     kernels::attention_forward(out.data(), probs.defined() ? probs.data() : nullptr, qkv.data(), b, n, h, hd, p, seed);
@@ -65,7 +65,7 @@ Tensor<T> attention(const Tensor<T>& qkv, int num_heads, double dropout_p = 0.0,
 
   autograd::record<T>(out, "attention", {qkv},
                       [qkv = qkv.detach(), probs, b, n, h, hd, p, seed](const Tensor<T>& g, const autograd::NeedsGrad&) {
-                        Tensor<T> dqkv(qkv.shape());
+                        Tensor<T> dqkv(qkv.shape());  // zeros: the backward adds into it
                         if constexpr (std::is_same_v<T, float>)
                           kernels::attention_backward(dqkv.data(), g.data(), qkv.data(), probs.data(), b, n, h, hd, p,
                                                       seed);

@@ -36,6 +36,20 @@ inline std::array<int64_t, kMaxRank> broadcast_strides(const Shape& operand, con
   return strides;
 }
 
+// When `operand` broadcast to `target` repeats one row over leading dimensions — it is (1, ..., 1, s_k, ..., s_r)
+// or (s_k, ..., s_r) with s_k.. equal to target's last dimensions, like a bias — the length of that row; else 0.
+inline int64_t broadcast_row_length(const Shape& operand, const Shape& target) {
+  const int offset = target.rank() - operand.rank();
+  int first = 0;  // operand's leading dimensions of size 1
+  while (first < operand.rank() && operand[first] == 1) ++first;
+  int64_t row = 1;
+  for (int i = first; i < operand.rank(); ++i) {
+    if (operand[i] != target[i + offset]) return 0;
+    row *= operand[i];
+  }
+  return row;
+}
+
 // Sums `gradient` (of the broadcast shape) over the broadcast dimensions so it has `shape`.
 template <class T>
 Tensor<T> sum_to_shape(const Tensor<T>& gradient, const Shape& shape) {
@@ -44,6 +58,11 @@ Tensor<T> sum_to_shape(const Tensor<T>& gradient, const Shape& shape) {
   if (gradient.numel() == 0) return reduced;
   if (gradient.rank() == 0) {
     reduced.data()[0] = gradient.data()[0];
+    return reduced;
+  }
+  if (const int64_t row = broadcast_row_length(shape, gradient.shape()); row > 0) {
+    // The bias case: column sums of gradient seen as (rows, row), in row order like the general walk below.
+    kernels::column_sums(reduced.data(), gradient.data(), gradient.numel() / row, row);
     return reduced;
   }
   const auto strides = broadcast_strides(shape, gradient.shape());

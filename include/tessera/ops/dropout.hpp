@@ -18,12 +18,12 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& genera
                 ")");
   if (!training || p == 0.0) return x;
   const T scale = static_cast<T>(1.0 / (1.0 - p));
-  Tensor<T> mask(x.shape());  // 0 where dropped, 1/(1-p) where kept
+  Tensor<T> mask = Tensor<T>::empty(x.shape());  // 0 where dropped, 1/(1-p) where kept
   for (int64_t i = 0; i < mask.numel(); ++i) mask.data()[i] = generator.uniform() >= p ? scale : T(0);
-  Tensor<T> out(x.shape());
+  Tensor<T> out = Tensor<T>::empty(x.shape());
   kernels::map_binary(out.data(), x.data(), mask.data(), out.numel(), [](T v, T m) { return v * m; });
   autograd::record<T>(out, "dropout", {x}, [mask](const Tensor<T>& g, const autograd::NeedsGrad&) {
-    Tensor<T> gx(g.shape());
+    Tensor<T> gx = Tensor<T>::empty(g.shape());
     kernels::map_binary(gx.data(), g.data(), mask.data(), gx.numel(), [](T v, T m) { return v * m; });
     return autograd::Grads<T>{gx};
   });

@@ -17,10 +17,15 @@ namespace detail {
 template <class T, class F>
 Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, const char* op, F f) {
   const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), op);
-  Tensor<T> out(out_shape);
+  Tensor<T> out = Tensor<T>::empty(out_shape);
   if (out.numel() == 0) return out;
+  int64_t row = 0;
   if (a.shape() == b.shape()) {
     kernels::map_binary(out.data(), a.data(), b.data(), out.numel(), f);
+  } else if (a.shape() == out_shape && (row = broadcast_row_length(b.shape(), out_shape)) > 0) {
+    kernels::map_binary_rows(out.data(), row, a.data(), row, b.data(), out.numel() / row, row, f);  // a + bias
+  } else if (b.shape() == out_shape && (row = broadcast_row_length(a.shape(), out_shape)) > 0) {
+    kernels::map_binary_rows<true>(out.data(), row, b.data(), row, a.data(), out.numel() / row, row, f);
   } else if (out_shape.rank() == 0) {
     out.data()[0] = f(a.data()[0], b.data()[0]);
   } else {
@@ -33,7 +38,7 @@ Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, const char* o
 
 template <class T, class F>
 Tensor<T> unary(const Tensor<T>& a, F f) {
-  Tensor<T> out(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
   kernels::map_unary(out.data(), a.data(), a.numel(), f);
   return out;
 }
@@ -41,7 +46,7 @@ Tensor<T> unary(const Tensor<T>& a, F f) {
 // g * df, element-wise, where df is computed from one saved tensor of the same shape.
 template <class T, class F>
 Tensor<T> chain(const Tensor<T>& grad_output, const Tensor<T>& saved, F local_derivative) {
-  Tensor<T> out(grad_output.shape());
+  Tensor<T> out = Tensor<T>::empty(grad_output.shape());
   kernels::map_binary(out.data(), grad_output.data(), saved.data(), out.numel(),
                       [&](T g, T s) { return g * local_derivative(s); });
   return out;

@@ -26,7 +26,8 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& weight = Tensor<T>(), 
     TESSERA_CHECK(bias.shape() == features, "layer_norm: bias of shape ", bias.shape(), " does not match input of shape ",
                   x.shape(), " (expected ", features, ")");
   TESSERA_CHECK(eps >= 0.0, "layer_norm: eps must be >= 0, got ", eps);
-  Tensor<T> out(x.shape()), mean(Shape{rows}), rstd(Shape{rows});
+  Tensor<T> out = Tensor<T>::empty(x.shape()), mean = Tensor<T>::empty(Shape{rows}),
+            rstd = Tensor<T>::empty(Shape{rows});
   const T* w = weight.defined() ? weight.data() : nullptr;
   const T* b = bias.defined() ? bias.data() : nullptr;
   if (rows > 0 && cols > 0) {

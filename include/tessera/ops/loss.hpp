@@ -35,7 +35,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, std::span<const int64_t> target
                 "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   const int rows = static_cast<int>(batch), cols = static_cast<int>(classes);
   const T smoothing = static_cast<T>(label_smoothing);
-  Tensor<T> losses(Shape{batch}), probs(logits.shape());
+  Tensor<T> losses = Tensor<T>::empty(Shape{batch}), probs = Tensor<T>::empty(logits.shape());
   if constexpr (std::is_same_v<T, float>)
     kernels::cross_entropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), rows, cols, smoothing);
   else

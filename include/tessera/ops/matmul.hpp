@@ -1,5 +1,7 @@
-// Differentiable matrix products: matmul (1-D, 2-D and batched with NumPy broadcasting of the batch dimensions)
-// and linear (x·weightᵀ + bias, the op of nn::Linear), both on the GEMM kernel with transpose flags.
+// Differentiable matrix products: matmul (1-D, 2-D and batched with NumPy broadcasting of the batch dimensions),
+// linear (x·weightᵀ + bias, the op of nn::Linear), and two fused forms: linear_residual (residual + linear, the
+// product accumulated onto the residual) and linear_gelu (gelu(linear), bias and GELU in the GEMM's epilogue), all
+// on the GEMM kernel with transpose flags.
 #pragma once
 
 #include <algorithm>
@@ -8,9 +10,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "tessera/autograd/grad_mode.hpp"
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/kernels/elementwise.hpp"
+#include "tessera/kernels/gelu.hpp"
 #include "tessera/kernels/gemm.hpp"
+#include "tessera/kernels/reference/gelu.hpp"
 #include "tessera/ops/broadcast.hpp"
 
 namespace tessera::ops {
@@ -127,7 +133,7 @@ inline MatmulPlan plan_matmul(const Shape& a, const Shape& b) {
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   const auto plan = detail::plan_matmul(a.shape(), b.shape());
-  Tensor<T> out(plan.out_shape);
+  Tensor<T> out = Tensor<T>::empty(plan.out_shape);
   detail::gemm_items<T>(false, false, plan.M, plan.N, plan.K, a.data(), plan.a_offsets, b.data(), plan.b_offsets, T(0),
                         out.data(), plan.c_offsets, "matmul");
   autograd::record<T>(out, "matmul", {a, b},
@@ -148,52 +154,134 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   return out;
 }
 
+namespace detail {
+
+// The sizes of linear: rows = every dimension of x but the last, in and out features, as the kernels' ints.
+struct LinearSizes {
+  int rows = 0, in = 0, out = 0;
+  int ld_in() const { return std::max(in, 1); }
+  int ld_out() const { return std::max(out, 1); }
+};
+
+template <class T>
+LinearSizes check_linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, const char* op) {
+  TESSERA_CHECK(weight.rank() == 2, op, ": weight must be (out_features, in_features), got shape ", weight.shape());
+  TESSERA_CHECK(x.rank() >= 1 && x.size(-1) == weight.size(1), op, ": input of shape ", x.shape(),
+                " does not match weight of shape ", weight.shape(), " (expected ", weight.size(1),
+                " input features in the last dimension)");
+  if (bias.defined())
+    TESSERA_CHECK(bias.shape() == Shape{weight.size(0)}, op, ": bias of shape ", bias.shape(),
+                  " does not match weight of shape ", weight.shape(), " (expected (", weight.size(0), "))");
+  int64_t leading = 1;  // rows of x and y: every dimension but the last
+  for (int d = 0; d + 1 < x.rank(); ++d) leading *= x.shape()[d];
+  return {kernel_int(leading, op), kernel_int(weight.size(1), op), kernel_int(weight.size(0), op)};
+}
+
+// y (rows, out) = x·weightᵀ + bias, then the epilogue's GELU when gelu (pre-activation into pre when not null).
+template <class T>
+void linear_forward(T* y, const T* x, const T* weight, const T* bias, const LinearSizes& s, bool gelu = false,
+                    T* pre = nullptr) {
+  if (s.rows == 0 || s.out == 0) return;
+  kernels::GemmEpilogueT<T> epilogue;
+  epilogue.bias = bias;
+  epilogue.gelu = gelu;
+  epilogue.pre_activation = pre;
+  kernels::matmul_any_ex<T>(false, true, s.rows, s.out, s.in, T(1), x, s.ld_in(), weight, s.ld_in(), T(0), y,
+                            s.ld_out(), epilogue);
+}
+
+// The gradients of y = x·weightᵀ + bias from dy (rows, out): dx = dy·W, dW = dyᵀ·x, db = column sums of dy (in
+// row order), each only when needs asks for it.
+template <class T>
+autograd::Grads<T> linear_backward(const T* dy, const Tensor<T>& x, const Tensor<T>& weight, const LinearSizes& s,
+                                   const autograd::NeedsGrad& needs) {
+  Tensor<T> gx, gw, gb;
+  if (needs[0]) {
+    gx = Tensor<T>::empty(x.shape());
+    if (s.rows > 0 && s.in > 0)
+      kernels::matmul_any<T>(false, false, s.rows, s.in, s.out, T(1), dy, s.ld_out(), weight.data(), s.ld_in(), T(0),
+                             gx.data(), s.ld_in());
+  }
+  if (needs[1]) {
+    gw = Tensor<T>::empty(weight.shape());
+    if (s.out > 0 && s.in > 0)
+      kernels::matmul_any<T>(true, false, s.out, s.in, s.rows, T(1), dy, s.ld_out(), x.data(), s.ld_in(), T(0),
+                             gw.data(), s.ld_in());
+  }
+  if (needs.size() > 2 && needs[2]) {
+    gb = Tensor<T>::zeros(Shape{s.out});
+    kernels::column_sums(gb.data(), dy, s.rows, s.out);
+  }
+  return autograd::Grads<T>{gx, gw, gb};
+}
+
+}  // namespace detail
+
 // y = x·weightᵀ + bias: x is (..., in), weight (out, in), bias (out) or undefined; y is (..., out). The bias is
 // added in the GEMM's epilogue.
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>()) {
-  TESSERA_CHECK(weight.rank() == 2, "linear: weight must be (out_features, in_features), got shape ", weight.shape());
-  TESSERA_CHECK(x.rank() >= 1 && x.size(-1) == weight.size(1), "linear: input of shape ", x.shape(),
-                " does not match weight of shape ", weight.shape(), " (expected ", weight.size(1),
-                " input features in the last dimension)");
-  if (bias.defined())
-    TESSERA_CHECK(bias.shape() == Shape{weight.size(0)}, "linear: bias of shape ", bias.shape(),
-                  " does not match weight of shape ", weight.shape(), " (expected (", weight.size(0), "))");
-  Tensor<T> y(x.shape().with_dim(-1, weight.size(0)));
-  int64_t leading = 1;  // rows of x and y: every dimension but the last
-  for (int d = 0; d + 1 < x.rank(); ++d) leading *= x.shape()[d];
-  const int rows = detail::kernel_int(leading, "linear");
-  const int in = detail::kernel_int(weight.size(1), "linear"), out = detail::kernel_int(weight.size(0), "linear");
-  const int ld_in = std::max(in, 1), ld_out = std::max(out, 1);
-  if (rows > 0 && out > 0) {
+  const detail::LinearSizes sizes = detail::check_linear(x, weight, bias, "linear");
+  Tensor<T> y = Tensor<T>::empty(x.shape().with_dim(-1, weight.size(0)));
+  detail::linear_forward<T>(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, sizes);
+  autograd::record<T>(y, "linear", {x, weight, bias},
+                      [x = x.detach(), weight = weight.detach(), sizes](const Tensor<T>& g,
+                                                                        const autograd::NeedsGrad& needs) {
+                        return detail::linear_backward<T>(g.data(), x, weight, sizes, needs);
+                      });
+  return y;
+}
+
+// y = residual + (x·weightᵀ + bias), as add(residual, linear(x, weight, bias)) but in one pass: residual is copied
+// into y and the GEMM accumulates onto it (beta = 1) with the bias in its epilogue, so the product is never stored
+// on its own. residual has y's shape; the other shapes as linear. The sum is rounded as (residual + x·Wᵀ) + bias.
+template <class T>
+Tensor<T> linear_residual(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
+                          const Tensor<T>& residual) {
+  const detail::LinearSizes sizes = detail::check_linear(x, weight, bias, "linear_residual");
+  const Shape out_shape = x.shape().with_dim(-1, weight.size(0));
+  TESSERA_CHECK(residual.shape() == out_shape, "linear_residual: residual of shape ", residual.shape(),
+                " does not match the output shape ", out_shape, " (input ", x.shape(), ", weight ", weight.shape(), ")");
+  Tensor<T> y = Tensor<T>::empty(out_shape);
+  kernels::copy_rows(y.data(), sizes.out, residual.data(), sizes.out, sizes.rows, sizes.out);
+  if (sizes.rows > 0 && sizes.out > 0) {
     kernels::GemmEpilogueT<T> epilogue;
     epilogue.bias = bias.defined() ? bias.data() : nullptr;
-    kernels::matmul_any_ex<T>(false, true, rows, out, in, T(1), x.data(), ld_in, weight.data(), ld_in, T(0), y.data(),
-                              ld_out, epilogue);
+    kernels::matmul_any_ex<T>(false, true, sizes.rows, sizes.out, sizes.in, T(1), x.data(), sizes.ld_in(),
+                              weight.data(), sizes.ld_in(), T(1), y.data(), sizes.ld_out(), epilogue);
   }
+  autograd::record<T>(y, "linear_residual", {x, weight, bias, residual},
+                      [x = x.detach(), weight = weight.detach(), sizes](const Tensor<T>& g,
+                                                                        const autograd::NeedsGrad& needs) {
+                        autograd::Grads<T> grads = detail::linear_backward<T>(g.data(), x, weight, sizes, needs);
+                        grads.push_back(needs[3] ? g : Tensor<T>());
+                        return grads;
+                      });
+  return y;
+}
+
+// y = gelu(x·weightᵀ + bias) with the exact (erf) GELU, as linear followed by gelu but in one pass: bias and GELU
+// are applied in the GEMM's epilogue while each block of y is in cache, and the pre-activation is kept for
+// backward (dpre = dy·gelu'(pre), then linear's gradients from dpre). Shapes as linear.
+template <class T>
+Tensor<T> linear_gelu(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>()) {
+  const detail::LinearSizes sizes = detail::check_linear(x, weight, bias, "linear_gelu");
+  const Shape out_shape = x.shape().with_dim(-1, weight.size(0));
+  const bool records = autograd::grad_mode_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                                         (bias.defined() && bias.requires_grad()));
+  Tensor<T> y = Tensor<T>::empty(out_shape), pre;
+  if (records) pre = Tensor<T>::empty(out_shape);
+  detail::linear_forward<T>(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, sizes, true,
+                            pre.defined() ? pre.data() : nullptr);
   autograd::record<T>(
-      y, "linear", {x, weight, bias},
-      [x = x.detach(), weight = weight.detach(), rows, in, out](const Tensor<T>& g, const autograd::NeedsGrad& needs) {
-        const int ld_in = std::max(in, 1), ld_out = std::max(out, 1);
-        Tensor<T> gx, gw, gb;
-        if (needs[0]) {  // dx = dy·W
-          gx = Tensor<T>::zeros(x.shape());
-          if (rows > 0 && in > 0)
-            kernels::matmul_any<T>(false, false, rows, in, out, T(1), g.data(), ld_out, weight.data(), ld_in, T(0),
-                                   gx.data(), ld_in);
-        }
-        if (needs[1]) {  // dW = dyᵀ·x
-          gw = Tensor<T>::zeros(weight.shape());
-          if (out > 0 && in > 0)
-            kernels::matmul_any<T>(true, false, out, in, rows, T(1), g.data(), ld_out, x.data(), ld_in, T(0),
-                                   gw.data(), ld_in);
-        }
-        if (needs[2]) {  // db = column sums of dy, in row order
-          gb = Tensor<T>::zeros(Shape{out});
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t o = 0; o < out; ++o) gb.data()[o] += g.data()[r * out + o];
-        }
-        return autograd::Grads<T>{gx, gw, gb};
+      y, "linear_gelu", {x, weight, bias},
+      [x = x.detach(), weight = weight.detach(), pre, sizes](const Tensor<T>& g, const autograd::NeedsGrad& needs) {
+        Tensor<T> dpre(pre.shape());  // zeros: the GELU backward adds into it
+        if constexpr (std::is_same_v<T, float>)
+          kernels::gelu_backward(dpre.data(), g.data(), pre.data(), pre.numel());
+        else
+          kernels::reference::gelu_backward<T>(dpre.data(), g.data(), pre.data(), pre.numel());
+        return detail::linear_backward<T>(dpre.data(), x, weight, sizes, needs);
       });
   return y;
 }

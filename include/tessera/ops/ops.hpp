@@ -3,7 +3,6 @@
 
 #include "tessera/ops/activation.hpp"
 #include "tessera/ops/attention.hpp"
-#include "tessera/ops/attention.hpp"
 #include "tessera/ops/broadcast.hpp"
 #include "tessera/ops/dropout.hpp"
 #include "tessera/ops/elementwise.hpp"

@@ -87,7 +87,7 @@ Tensor<T> permute_impl(const Tensor<T>& a, const std::vector<int>& order, const 
     dims[static_cast<size_t>(i)] = a.shape()[order[static_cast<size_t>(i)]];
     strides[static_cast<size_t>(i)] = own[static_cast<size_t>(order[static_cast<size_t>(i)])];
   }
-  Tensor<T> out(Shape(std::span<const int64_t>(dims.data(), static_cast<size_t>(rank))));
+  Tensor<T> out = Tensor<T>::empty(Shape(std::span<const int64_t>(dims.data(), static_cast<size_t>(rank))));
   gather_strided(out.data(), a.data(), strides.data(), dims.data(), rank);
   autograd::record<T>(out, op, {a}, [order](const Tensor<T>& g, const autograd::NeedsGrad&) {
     std::vector<int> inverse(order.size());
@@ -139,7 +139,7 @@ Tensor<T> concat(const std::vector<Tensor<T>>& tensors, int dim) {
                   " has shape ", s, " but tensor 0 has shape ", first, "; they must agree outside dimension ", dim);
     total += s[dim];
   }
-  Tensor<T> out(first.with_dim(dim, total));
+  Tensor<T> out = Tensor<T>::empty(first.with_dim(dim, total));
   const int64_t outer = detail::outer_size(first, dim), inner = detail::inner_size(first, dim);
   int64_t start = 0;  // where each tensor's block begins within one output row of total·inner elements
   std::vector<int64_t> starts;
@@ -157,7 +157,7 @@ Tensor<T> concat(const std::vector<Tensor<T>>& tensors, int dim) {
                         autograd::Grads<T> grads(shapes.size());
                         for (size_t t = 0; t < shapes.size(); ++t) {
                           if (!needs[t]) continue;
-                          grads[t] = Tensor<T>(shapes[t]);
+                          grads[t] = Tensor<T>::empty(shapes[t]);
                           const int64_t block = shapes[t][dim] * inner;
                           for (int64_t o = 0; o < outer; ++o) {
                             const T* from = g.data() + o * total * inner + starts[t];
@@ -189,7 +189,7 @@ Tensor<T> slice(const Tensor<T>& a, int dim, int64_t start, int64_t end, int64_t
   auto strides = a.shape().strides();
   const int64_t base = start * strides[static_cast<size_t>(dim)];
   strides[static_cast<size_t>(dim)] *= step;
-  Tensor<T> out(out_shape);
+  Tensor<T> out = Tensor<T>::empty(out_shape);
   if (out.numel() > 0)
     detail::gather_strided(out.data(), a.data() + base, strides.data(), out_shape.dims().data(), out_shape.rank());
   autograd::record<T>(out, "slice", {a},
@@ -214,7 +214,7 @@ Tensor<T> select(const Tensor<T>& a, int dim, int64_t index) {
   const int64_t outer = detail::outer_size(a.shape(), dim), inner = detail::inner_size(a.shape(), dim);
   std::vector<int64_t> dims(a.shape().dims().begin(), a.shape().dims().end());
   dims.erase(dims.begin() + dim);
-  Tensor<T> out{Shape(std::span<const int64_t>(dims))};
+  Tensor<T> out = Tensor<T>::empty(Shape(std::span<const int64_t>(dims)));
   for (int64_t o = 0; o < outer; ++o) {
     const T* from = a.data() + (o * n + index) * inner;
     std::copy(from, from + inner, out.data() + o * inner);
@@ -241,7 +241,7 @@ Tensor<T> index_select(const Tensor<T>& a, int dim, std::span<const int64_t> ind
                   ") is out of range for dimension ", dim, " of shape ", a.shape());
   const int64_t count = static_cast<int64_t>(indices.size());
   const int64_t outer = detail::outer_size(a.shape(), dim), inner = detail::inner_size(a.shape(), dim);
-  Tensor<T> out(a.shape().with_dim(dim, count));
+  Tensor<T> out = Tensor<T>::empty(a.shape().with_dim(dim, count));
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < count; ++j) {
       const T* from = a.data() + (o * n + indices[static_cast<size_t>(j)]) * inner;
