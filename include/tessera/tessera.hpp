@@ -25,8 +25,15 @@
 #include "tessera/data/image_folder.hpp"
 #include "tessera/data/transforms.hpp"
 
+#include "tessera/io/checkpoint.hpp"
 #include "tessera/io/safetensors.hpp"
 
 #include "tessera/viz/viz.hpp"
+
+#include "tessera/train/csv_log.hpp"
+#include "tessera/train/progress.hpp"
+#include "tessera/train/step.hpp"
+#include "tessera/train/subset.hpp"
+#include "tessera/train/trainer.hpp"
 
 #include "tessera/testing/gradcheck.hpp"
