@@ -35,7 +35,7 @@ struct Result {
 Result time_steps(int threads, int64_t batch, int warmup, int steps, bool inference, bool fused_attention) {
   set_num_threads(threads);
   nn::VisionTransformer<float> model(nn::ViTConfig::vit_cifar(), 0);
-  if (fused_attention) model.set_attention_fn(&ops::attention<float>);
+  model.set_attention_fn(fused_attention ? &ops::attention<float> : &nn::composed_attention<float>);
   Generator generator(1);
   const auto images = Tensor<float>::normal(Shape{batch, 3, 32, 32}, 0.0f, 1.0f, generator);
   std::vector<int64_t> labels(static_cast<size_t>(batch));

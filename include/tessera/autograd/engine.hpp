@@ -25,12 +25,6 @@ void add_into(const Tensor<T>& destination, const Tensor<T>& source) {
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
 }
 
-// True when no other handle, view or saved copy shares t's elements: they may then be changed in place.
-template <class T>
-bool sole_owner(const Tensor<T>& t) {
-  return t.impl().use_count() == 1 && t.impl()->storage.use_count() == 1;
-}
-
 // Nodes reachable from `root`, each after every node that consumes its output.
 template <class T>
 std::vector<Node<T>*> topological_order(Node<T>* root) {
