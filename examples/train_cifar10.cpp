@@ -117,6 +117,8 @@ int run(int argc, char** argv) {
   set_num_threads(threads);
   options.csv = log_path;
   options.checkpoint = save_path;
+  options.normalize_mean = data::cifar10_mean();
+  options.normalize_std = data::cifar10_std();
 
   const nn::ViTConfig config = model_presets().at(model_name)();
   std::cout << "train_cifar10: model " << model_name << " " << config.to_json_string() << "\n";

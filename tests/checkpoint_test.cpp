@@ -12,10 +12,14 @@
 #include <tessera/io/checkpoint.hpp>
 #include <tessera/tessera.hpp>
 
+#include "test_helpers.hpp"
+
 namespace fs = std::filesystem;
 using namespace tessera;
 
 namespace {
+
+using test::check_error;
 
 struct TempDir {
   fs::path path;
@@ -41,17 +45,6 @@ void write_text(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   REQUIRE(out.good());
-}
-
-template <class F>
-void check_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    FAIL("expected tessera::Error");
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts) CHECK_MESSAGE(message.find(part) != std::string::npos, "'" << part << "' not in: " << message);
-  }
 }
 
 nn::ViTConfig tiny_config() {

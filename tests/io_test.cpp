@@ -76,20 +76,7 @@ std::vector<std::byte> file_bytes(const std::string& header, const std::vector<s
   return bytes;
 }
 
-// Runs `f`, which must throw tessera::Error whose message contains every one of `parts`.
-template <class F>
-void check_error(F&& f, std::initializer_list<std::string> parts) {
-  bool threw = false;
-  try {
-    f();
-  } catch (const tessera::Error& e) {
-    threw = true;
-    const std::string message = e.what();
-    INFO("message: " << message);
-    for (const auto& part : parts) CHECK_MESSAGE(message.find(part) != std::string::npos, "missing '" << part << "'");
-  }
-  CHECK_MESSAGE(threw, "expected a tessera::Error mentioning " << *parts.begin());
-}
+using test::check_error;
 
 // Writes `bytes` as <dir>/<name> and checks that reading it fails naming the file and `problem`.
 void check_malformed(const std::vector<std::byte>& bytes, const std::string& name, const std::string& problem) {

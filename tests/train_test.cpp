@@ -14,6 +14,8 @@
 
 #include <tessera/io/checkpoint.hpp>
 #include <tessera/tessera.hpp>
+
+#include "test_helpers.hpp"
 #include <tessera/train/subset.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -21,6 +23,8 @@ namespace fs = std::filesystem;
 using namespace tessera;
 
 namespace {
+
+using test::check_error;
 
 struct TempDir {
   fs::path path;
@@ -49,17 +53,6 @@ std::string without_timing(const std::string& line) {
   size_t cut = 0;
   for (int commas = 0; commas < 4; ++commas) cut = line.find(',', cut) + 1;
   return line.substr(0, cut - 1);
-}
-
-template <class F>
-void check_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    FAIL("expected tessera::Error");
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts) CHECK_MESSAGE(message.find(part) != std::string::npos, "'" << part << "' not in: " << message);
-  }
 }
 
 // Dropout and drop-path on, so a resumed run also depends on the model's generator being restored.

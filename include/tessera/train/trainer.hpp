@@ -32,6 +32,7 @@
 #include "tessera/optim/adamw.hpp"
 #include "tessera/optim/param_groups.hpp"
 #include "tessera/optim/schedule.hpp"
+#include "tessera/train/classifier_info.hpp"
 #include "tessera/train/csv_log.hpp"
 #include "tessera/train/progress.hpp"
 #include "tessera/train/step.hpp"
@@ -61,6 +62,9 @@ struct TrainerOptions {
   std::filesystem::path csv;         // one row per epoch; empty: none
   std::ostream* output = &std::cout;  // progress and per-epoch lines; nullptr: silent
   bool live_progress = isatty(STDOUT_FILENO) != 0;  // a redrawn bar; otherwise plain lines every 30 s
+  // The Normalize constants of the transforms; with the train set's class names they are recorded in every
+  // checkpoint as a ClassifierInfo, for classify and visualize_attention. Empty: not recorded.
+  std::vector<float> normalize_mean, normalize_std;
 
   void validate() const {
     TESSERA_CHECK(epochs >= 1, "TrainerOptions: epochs must be at least 1, got ", epochs);
@@ -76,6 +80,8 @@ struct TrainerOptions {
                   "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
     TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
     TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
+    TESSERA_CHECK(normalize_mean.size() == normalize_std.size(), "TrainerOptions: normalize_mean has ",
+                  normalize_mean.size(), " values and normalize_std ", normalize_std.size());
   }
 
   // The recipe fields as a JSON object (what a checkpoint records and resume compares).
@@ -263,6 +269,9 @@ class Trainer {
                      {"threads", num_threads()},
                      {"workers", options_.workers},
                      {"max_steps", options_.max_steps}};
+    if (!options_.normalize_mean.empty())
+      state.trainer["classifier"] =
+          ClassifierInfo{train_set_->class_names(), options_.normalize_mean, options_.normalize_std}.to_json();
     io::save_checkpoint(path, static_cast<const nn::Module<float>&>(model_), model_.config().to_json(), &optimizer_,
                         state);
   }

@@ -1,0 +1,59 @@
+// ClassifierInfo: what a program needs besides the weights to use a trained image classifier — the class names and
+// the Normalize constants of its input. The Trainer records it in every checkpoint (under the trainer state's
+// "classifier" key), so examples/classify and examples/visualize_attention need nothing but the checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tessera/core/error.hpp"
+#include "tessera/data/transforms.hpp"
+#include "tessera/io/checkpoint.hpp"
+
+namespace tessera::train {
+
+struct ClassifierInfo {
+  std::vector<std::string> class_names;
+  std::vector<float> mean;  // per channel, of images scaled to [0, 1]
+  std::vector<float> std;
+
+  nlohmann::json to_json() const { return {{"class_names", class_names}, {"mean", mean}, {"std", std}}; }
+
+  // `where` names the source in error messages (e.g. the checkpoint's path).
+  static ClassifierInfo from_json(const nlohmann::json& j, const std::string& where) {
+    ClassifierInfo info;
+    try {
+      info.class_names = j.at("class_names").get<std::vector<std::string>>();
+      info.mean = j.at("mean").get<std::vector<float>>();
+      info.std = j.at("std").get<std::vector<float>>();
+    } catch (const nlohmann::json::exception& e) {
+      ::tessera::detail::fail("ClassifierInfo: ", where, " holds classifier information that cannot be read: ",
+                              e.what());
+    }
+    TESSERA_CHECK(!info.class_names.empty(), "ClassifierInfo: ", where, " lists no class names");
+    TESSERA_CHECK(!info.mean.empty() && info.mean.size() == info.std.size(), "ClassifierInfo: ", where, " has ",
+                  info.mean.size(), " mean and ", info.std.size(), " std values; it needs one of each per channel");
+    return info;
+  }
+
+  // The evaluation preprocessing for a model of `image_size` input: the shorter side resized to image_size
+  // (bilinear), the central image_size square, to [0, 1], Normalize(mean, std) — torchvision's usual test transform.
+  data::Compose eval_transform(int64_t image_size) const {
+    return data::Compose{data::Resize(image_size), data::CenterCrop(data::Size2(image_size, image_size)),
+                         data::ToTensor(), data::Normalize(mean, std)};
+  }
+};
+
+// The ClassifierInfo a Trainer stored in the checkpoint at `path`; throws naming the file when there is none.
+inline ClassifierInfo read_classifier_info(const std::filesystem::path& path) {
+  const io::CheckpointState state = io::read_checkpoint_state(path);
+  TESSERA_CHECK(state.trainer.contains("classifier"), "read_classifier_info: '", path.string(),
+                "' records no class names or normalisation (it was not written by train::Trainer)");
+  return ClassifierInfo::from_json(state.trainer.at("classifier"), "'" + path.string() + "'");
+}
+
+}  // namespace tessera::train
