@@ -24,6 +24,7 @@
 #include "tessera/io/safetensors.hpp"
 #include "tessera/nn/config.hpp"
 #include "tessera/nn/module.hpp"
+#include "tessera/nn/pos_embed.hpp"
 #include "tessera/nn/vision_transformer.hpp"
 #include "tessera/optim/adamw.hpp"
 
@@ -340,12 +341,13 @@ CheckpointState load_checkpoint(const std::filesystem::path& path, nn::VisionTra
   return detail::load_checkpoint_from(reader, static_cast<nn::Module<T>&>(model), optimizer);
 }
 
-// Copies model weights from a checkpoint ("model." tensors) or from a plain file of weights with timm's names (a
-// timm or Hugging Face safetensors) into `model`. strict: every model tensor must be there with its shape and
-// nothing else; not strict: the matching tensors are copied and the report lists the rest (e.g. a head of another
-// size, for fine-tuning).
+namespace detail {
+
+// The tensors of a weights file as a state dict with the model's names: a tessera checkpoint's "model." tensors, or
+// every tensor of a plain file (timm / Hugging Face safetensors) with leading "module." (DataParallel) and "model."
+// (wrapper) prefixes removed. Adds a note to `report` for each prefix removed.
 template <class T>
-nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<T>& model, bool strict = true) {
+nn::StateDict<T> read_weights_dict(const std::filesystem::path& path, nn::LoadReport& report) {
   SafetensorsFile file = [&] {
     try {
       return SafetensorsFile::read(path);
@@ -356,16 +358,75 @@ nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<
   const auto format = file.metadata().find("format");
   const bool checkpoint = format != file.metadata().end() && format->second == kCheckpointFormat;
   nn::StateDict<T> dict;
+  std::map<std::string, int64_t> stripped;  // prefix -> how many names had it
   for (const auto& entry : file.entries()) {
-    if (!checkpoint) dict.insert(entry.name, file.tensor<T>(entry.name));
-    else if (entry.name.compare(0, kModelPrefix.size(), kModelPrefix) == 0)
-      dict.insert(entry.name.substr(kModelPrefix.size()), file.tensor<T>(entry.name));
+    std::string_view name = entry.name;
+    if (checkpoint) {
+      if (!name.starts_with(kModelPrefix)) continue;
+      name.remove_prefix(kModelPrefix.size());
+    } else {
+      for (bool again = true; again;) {
+        again = false;
+        for (std::string_view prefix : {std::string_view("module."), std::string_view("model.")})
+          if (name.starts_with(prefix)) {
+            name.remove_prefix(prefix.size());
+            ++stripped[std::string(prefix)];
+            again = true;
+          }
+      }
+    }
+    dict.insert(std::string(name), file.tensor<T>(entry.name));
   }
+  for (const auto& [prefix, count] : stripped)
+    report.notes.push_back("removed the prefix '" + prefix + "' from " + std::to_string(count) + " names");
+  return dict;
+}
+
+template <class T>
+nn::LoadReport load_weights_dict(const std::filesystem::path& path, nn::Module<T>& model, const nn::StateDict<T>& dict,
+                                 nn::LoadReport notes, bool strict) {
+  nn::LoadReport report;
   try {
-    return model.load_state_dict(dict, strict);
+    report = model.load_state_dict(dict, strict);
   } catch (const Error& e) {
     ::tessera::detail::fail("load_model_weights: '", path.string(), "': ", e.what());
   }
+  report.notes = std::move(notes.notes);
+  return report;
+}
+
+}  // namespace detail
+
+// Copies model weights from a checkpoint ("model." tensors) or from a plain file of weights with timm's names (a
+// timm or Hugging Face safetensors; "module." / "model." prefixes are removed) into `model`. strict: every model
+// tensor must be there with its shape and nothing else; not strict: the matching tensors are copied and the report
+// lists the rest (e.g. a head of another size, for fine-tuning) — print report.summary() to show it.
+template <class T>
+nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<T>& model, bool strict = true) {
+  nn::LoadReport notes;
+  const nn::StateDict<T> dict = detail::read_weights_dict<T>(path, notes);
+  return detail::load_weights_dict(path, model, dict, std::move(notes), strict);
+}
+
+// The same for a VisionTransformer, which also takes weights trained at another patch grid: a pos_embed of another
+// grid is resampled to the model's (bicubic, as timm's resample_abs_pos_embed; the class token's position is kept).
+// A patch_embed.proj.weight of another patch size is not resampled: it is reported as a shape mismatch.
+template <class T>
+nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::VisionTransformer<T>& model,
+                                  bool strict = true) {
+  nn::LoadReport notes;
+  nn::StateDict<T> dict = detail::read_weights_dict<T>(path, notes);
+  const Tensor<T> old_pos_embed = dict.find("pos_embed");
+  try {
+    if (nn::resample_pos_embed_in_state_dict(dict, model.config()))
+      notes.notes.push_back("resampled pos_embed from " + std::to_string(old_pos_embed.size(1) - 1) +
+                            " patch positions to the model's " + std::to_string(model.config().grid_size()) + "x" +
+                            std::to_string(model.config().grid_size()) + " grid (bicubic)");
+  } catch (const Error& e) {
+    if (strict) ::tessera::detail::fail("load_model_weights: '", path.string(), "': ", e.what());
+    // Not strict: a pos_embed that cannot be resampled (another width) stays for load_state_dict to report.
+  }
+  return detail::load_weights_dict(path, static_cast<nn::Module<T>&>(model), dict, std::move(notes), strict);
 }
 
 }  // namespace tessera::io

@@ -79,8 +79,20 @@ struct LoadReport {
   std::vector<std::string> missing;
   std::vector<std::string> unexpected;
   std::vector<ShapeMismatch> mismatched;
+  std::vector<std::string> notes;  // what the loader adapted on the way (a stripped prefix, a resampled pos_embed)
 
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+
+  // For people: how many tensors were loaded, the notes, then describe()'s problem lines.
+  std::string summary() const {
+    std::ostringstream out;
+    out << "loaded " << loaded.size() << " tensors";
+    if (ok()) out << "; nothing missing, unexpected or of another shape";
+    out << '\n';
+    for (const auto& note : notes) out << note << '\n';
+    out << describe();
+    return out.str();
+  }
 
   // One line per problem, empty when ok().
   std::string describe() const {
@@ -94,7 +106,7 @@ struct LoadReport {
     list("missing keys", missing);
     list("unexpected keys", unexpected);
     if (!mismatched.empty()) {
-      out << "shape mismatches (" << mismatched.size() << "):";
+      out << "skipped for a shape mismatch (" << mismatched.size() << "):";
       for (const auto& m : mismatched) out << ' ' << m.name << " expected " << m.expected << " got " << m.actual;
       out << '\n';
     }
