@@ -158,3 +158,20 @@ TEST_CASE("load_model_weights into a model of another grid resamples pos_embed; 
   check_error([&] { io::load_model_weights(dir / "absent.safetensors", model, false); }, {"absent.safetensors"});
   fs::remove_all(dir);
 }
+
+TEST_CASE("load_model_weights with skip patterns leaves those tensors as initialised (a new head)") {
+  const Fixture f = read_fixture();
+  const fs::path dir = temp_dir("skip");
+  write_weights(dir / "w.safetensors", f.params, "");
+  nn::VisionTransformer<float> model(f.config, 7);
+  const Tensor<float> head_before = model.head.weight.clone();
+  const nn::LoadReport report = io::load_model_weights(dir / "w.safetensors", model, false, {"head.*"});
+  CHECK(report.ok());
+  CHECK(report.loaded.size() == f.params.size() - 2);
+  REQUIRE(report.notes.size() == 1);
+  CHECK(report.notes[0] == "kept as initialised (skipped): head.weight head.bias");
+  CHECK(max_abs_difference(model.head.weight, head_before) == 0.0);
+  CHECK(max_abs_difference(model.pos_embed, f.params.at("pos_embed")) == 0.0);
+  check_error([&] { io::load_model_weights(dir / "w.safetensors", model, true, {"head.*"}); }, {"strict = false"});
+  fs::remove_all(dir);
+}

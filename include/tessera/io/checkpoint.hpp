@@ -2,6 +2,7 @@
 // ("optim.<AdamW key>") and the run's progress as metadata (config, epoch, step, schedule, RNG states, options).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -359,6 +360,7 @@ nn::StateDict<T> read_weights_dict(const std::filesystem::path& path, nn::LoadRe
   const bool checkpoint = format != file.metadata().end() && format->second == kCheckpointFormat;
   nn::StateDict<T> dict;
   std::map<std::string, int64_t> stripped;  // prefix -> how many names had it
+  std::string integers;
   for (const auto& entry : file.entries()) {
     std::string_view name = entry.name;
     if (checkpoint) {
@@ -375,23 +377,44 @@ nn::StateDict<T> read_weights_dict(const std::filesystem::path& path, nn::LoadRe
           }
       }
     }
+    if (!is_floating(entry.data.dtype())) {  // e.g. a step counter: no parameter of a ViT is an integer
+      integers += " " + entry.name;
+      continue;
+    }
     dict.insert(std::string(name), file.tensor<T>(entry.name));
   }
+  if (!integers.empty()) report.notes.push_back("ignored integer tensors:" + integers);
   for (const auto& [prefix, count] : stripped)
     report.notes.push_back("removed the prefix '" + prefix + "' from " + std::to_string(count) + " names");
   return dict;
 }
 
+// Loads `dict` into `model` except the names matching a glob of `skip`, which keep their values and are listed in
+// a note instead of as missing.
 template <class T>
 nn::LoadReport load_weights_dict(const std::filesystem::path& path, nn::Module<T>& model, const nn::StateDict<T>& dict,
-                                 nn::LoadReport notes, bool strict) {
+                                 nn::LoadReport notes, bool strict, const std::vector<std::string>& skip) {
+  TESSERA_CHECK(!strict || skip.empty(), "load_model_weights: skipping names needs strict = false");
+  const auto skipped = [&](const std::string& name) {
+    return std::any_of(skip.begin(), skip.end(), [&](const std::string& p) { return nn::glob_match(p, name); });
+  };
+  nn::StateDict<T> kept;
+  for (const auto& [name, tensor] : dict)
+    if (!skipped(name)) kept.insert(name, tensor);
   nn::LoadReport report;
   try {
-    report = model.load_state_dict(dict, strict);
+    report = model.load_state_dict(kept, strict);
   } catch (const Error& e) {
     ::tessera::detail::fail("load_model_weights: '", path.string(), "': ", e.what());
   }
   report.notes = std::move(notes.notes);
+  std::string left;
+  std::erase_if(report.missing, [&](const std::string& name) {
+    if (!skipped(name)) return false;
+    left += " " + name;
+    return true;
+  });
+  if (!left.empty()) report.notes.push_back("kept as initialised (skipped):" + left);
   return report;
 }
 
@@ -400,12 +423,14 @@ nn::LoadReport load_weights_dict(const std::filesystem::path& path, nn::Module<T
 // Copies model weights from a checkpoint ("model." tensors) or from a plain file of weights with timm's names (a
 // timm or Hugging Face safetensors; "module." / "model." prefixes are removed) into `model`. strict: every model
 // tensor must be there with its shape and nothing else; not strict: the matching tensors are copied and the report
-// lists the rest (e.g. a head of another size, for fine-tuning) — print report.summary() to show it.
+// lists the rest (e.g. a head of another size, for fine-tuning) — print report.summary() to show it. Names matching
+// a glob of `skip` (not strict only; e.g. "head.*" for a new head) are not loaded.
 template <class T>
-nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<T>& model, bool strict = true) {
+nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<T>& model, bool strict = true,
+                                  const std::vector<std::string>& skip = {}) {
   nn::LoadReport notes;
   const nn::StateDict<T> dict = detail::read_weights_dict<T>(path, notes);
-  return detail::load_weights_dict(path, model, dict, std::move(notes), strict);
+  return detail::load_weights_dict(path, model, dict, std::move(notes), strict, skip);
 }
 
 // The same for a VisionTransformer, which also takes weights trained at another patch grid: a pos_embed of another
@@ -413,7 +438,7 @@ nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::Module<
 // A patch_embed.proj.weight of another patch size is not resampled: it is reported as a shape mismatch.
 template <class T>
 nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::VisionTransformer<T>& model,
-                                  bool strict = true) {
+                                  bool strict = true, const std::vector<std::string>& skip = {}) {
   nn::LoadReport notes;
   nn::StateDict<T> dict = detail::read_weights_dict<T>(path, notes);
   const Tensor<T> old_pos_embed = dict.find("pos_embed");
@@ -426,7 +451,7 @@ nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::VisionT
     if (strict) ::tessera::detail::fail("load_model_weights: '", path.string(), "': ", e.what());
     // Not strict: a pos_embed that cannot be resampled (another width) stays for load_state_dict to report.
   }
-  return detail::load_weights_dict(path, static_cast<nn::Module<T>&>(model), dict, std::move(notes), strict);
+  return detail::load_weights_dict(path, static_cast<nn::Module<T>&>(model), dict, std::move(notes), strict, skip);
 }
 
 }  // namespace tessera::io

@@ -1,0 +1,138 @@
+// The command-line flags train_cifar10 and finetune share (the recipe, threads, subsets, log, checkpoints), parsed
+// with CLI11 into a train::TrainerOptions, and the model presets they accept.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <tessera/core/threads.hpp>
+#include <tessera/nn/config.hpp>
+#include <tessera/train/trainer.hpp>
+
+namespace examples {
+
+// A check that the value is a number above `low` (or at least `low`), with a message naming the bad value.
+inline CLI::Validator above(double low, bool or_equal = false) {
+  std::ostringstream bound;
+  bound << (or_equal ? ">= " : "> ") << low;
+  return CLI::Validator(
+      [low, or_equal, text = bound.str()](std::string& value) -> std::string {
+        double number = 0.0;
+        if (!CLI::detail::lexical_cast(value, number)) return "'" + value + "' is not a number";
+        if (or_equal ? number >= low : number > low) return "";
+        return "must be " + text + ", got " + value;
+      },
+      bound.str());
+}
+
+// A timm preset's width, depth and heads on 32x32 images with 4x4 patches and ten classes.
+inline tessera::nn::ViTConfig at_32_patch_4(tessera::nn::ViTConfig config) {
+  config.img_size = 32;
+  config.patch_size = 4;
+  config.num_classes = 10;
+  return config;
+}
+
+// --model names: the reference CIFAR model, timm presets at 32x32 with patch 4, and timm's 224/16 presets (for
+// their pretrained weights).
+inline const std::map<std::string, std::function<tessera::nn::ViTConfig()>>& model_presets() {
+  using tessera::nn::ViTConfig;
+  static const std::map<std::string, std::function<ViTConfig()>> presets = {
+      {"vit_cifar", [] { return ViTConfig::vit_cifar(); }},
+      {"vit_tiny_patch4_32", [] { return at_32_patch_4(ViTConfig::vit_tiny_patch16_224()); }},
+      {"vit_small_patch4_32", [] { return at_32_patch_4(ViTConfig::vit_small_patch16_224()); }},
+      {"vit_tiny_patch16_224", [] { return ViTConfig::vit_tiny_patch16_224(); }},
+      {"vit_small_patch16_224", [] { return ViTConfig::vit_small_patch16_224(); }},
+      {"vit_base_patch16_224", [] { return ViTConfig::vit_base_patch16_224(); }},
+  };
+  return presets;
+}
+
+inline std::string preset_names() {
+  std::string names;
+  for (const auto& [name, make] : model_presets()) names += (names.empty() ? "" : ", ") + name;
+  return names;
+}
+
+// Everything the shared flags set.
+struct TrainingFlags {
+  tessera::train::TrainerOptions options;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int64_t train_limit = 0, test_limit = 0;
+  std::filesystem::path log_path, save_path, resume_path;
+
+  // The defaults shown by --help are the values the fields hold when this is called.
+  void add_to(CLI::App& app) {
+    app.add_option("--epochs", options.epochs, "Epochs")->capture_default_str()->check(above(0));
+    app.add_option("--batch", options.batch_size, "Batch size (the last incomplete batch is dropped)")
+        ->capture_default_str()
+        ->check(above(0));
+    app.add_option("--lr", options.lr, "Peak learning rate of AdamW")->capture_default_str()->check(above(0));
+    app.add_option("--wd", options.weight_decay, "Weight decay on weights of >= 2 dims except pos_embed, cls_token")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--warmup-epochs", options.warmup_epochs, "Linear warmup, per step, over this many epochs")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--min-lr", options.min_lr, "Learning rate at the end of the cosine")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--label-smoothing", options.label_smoothing, "Label smoothing of the cross-entropy")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--seed", options.seed, "Seed of the model's init, the shuffle and the augmentation")
+        ->capture_default_str();
+    app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(above(0));
+    app.add_option("--workers", options.workers, "Data-loading threads per loader (0: load on the training thread)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--max-steps", options.max_steps, "Stop after this many optimizer steps in total (0: no limit)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--train-limit", train_limit, "Train on N images spread evenly over the train set (0: all)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--test-limit", test_limit, "Test on N images spread evenly over the test set (0: all)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--log", log_path, "CSV file, one row per epoch (empty: none)")->capture_default_str();
+    app.add_option("--save", save_path, "Checkpoint written after every epoch (empty: none)")->capture_default_str();
+    app.add_option("--resume", resume_path, "Continue from this checkpoint (same flags as the run that wrote it)");
+  }
+
+  // After parsing: checks the recipe, sets the thread count and the trainer's output paths.
+  void apply() {
+    options.validate();
+    tessera::set_num_threads(threads);
+    options.csv = log_path;
+    options.checkpoint = save_path;
+  }
+};
+
+// Prints the trainer's summary, resumes when --resume was given, trains, and prints where the results went.
+template <class Trainer>
+int run_training(Trainer& trainer, const TrainingFlags& flags) {
+  std::cout << trainer.summary() << std::endl;
+  if (!flags.resume_path.empty()) trainer.resume(flags.resume_path);
+  const auto rows = trainer.fit();
+  if (rows.empty()) {
+    std::cout << "nothing to do: the run is already at step " << trainer.global_step() << "\n";
+    return 0;
+  }
+  std::cout << "done: test accuracy " << rows.back().test_accuracy << "% after " << trainer.global_step() << " steps";
+  if (!flags.log_path.empty()) std::cout << "; log " << flags.log_path.string();
+  if (!flags.save_path.empty()) std::cout << "; checkpoint " << flags.save_path.string();
+  std::cout << std::endl;
+  return 0;
+}
+
+}  // namespace examples

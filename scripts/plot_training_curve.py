@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Plots the per-epoch test accuracy of a train_cifar10 CSV beside the PyTorch + timm reference run.
+
+Usage: plot_training_curve.py TRAIN.csv OUT.png [--title TEXT]
+
+The reference curve is PyTorch + timm trained with the same recipe on the same JPEG data, as recorded in
+../shared/GUIDE.md ("Reference numbers"; made by ../shared/reference/timm_reference.py). The reference for the
+CSV's epoch count is drawn (10 or 30 epochs; the cosine schedule differs between them). Needs matplotlib
+(pip install matplotlib); a development tool, not a dependency of the library.
+"""
+import argparse
+import csv
+import sys
+
+REFERENCE = {  # test accuracy (%) after each epoch, PyTorch + timm, one seed
+    10: [41.1, 49.8, 51.3, 56.1, 60.5, 63.0, 66.3, 68.5, 69.5, 70.1],
+    30: [41.1, 49.5, 52.0, 55.0, 58.3, 60.6, 63.0, 64.8, 65.5, 65.5, 67.8, 69.4, 70.4, 71.9, 71.4, 72.9, 73.7,
+         74.8, 74.9, 75.3, 75.8, 76.9, 76.8, 77.2, 77.1, 77.5, 77.7, 77.6, 77.8, 77.5],
+}
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = ["epoch", "step", "train_loss", "test_acc", "img_per_s", "elapsed_s"]
+    if not rows or list(rows[0].keys()) != expected:
+        sys.exit(f"{path}: expected a train_cifar10 CSV with the header {','.join(expected)}")
+    return [int(r["epoch"]) for r in rows], [float(r["test_acc"]) for r in rows], [float(r["elapsed_s"]) for r in rows]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv")
+    parser.add_argument("out")
+    parser.add_argument("--title", default="vit_cifar on CIFAR-10, reference recipe")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs, accuracy, elapsed = read_csv(args.csv)
+    reference = REFERENCE.get(max(epochs))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    ax.plot(epochs, accuracy, "o-", label=f"tessera ({accuracy[-1]:.1f}% after {max(epochs)}, "
+                                          f"{elapsed[-1] / 60:.0f} min on 2 cores)")
+    if reference:
+        ax.plot(range(1, len(reference) + 1), reference, "s--", label=f"PyTorch + timm reference ({reference[-1]}%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(args.title)
+    ax.set_xticks(range(1, max(epochs) + 1, 1 if max(epochs) <= 10 else 5))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
