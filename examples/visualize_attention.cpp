@@ -1,0 +1,147 @@
+// Draws where a trained ViT looks (docs/attention.md): the class token's attention of one head, a grid of all heads
+// of a layer, and the attention rollout over all layers, each as a heatmap PNG over the image.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tessera/tessera.hpp>
+#include <tessera/io/checkpoint.hpp>
+#include <tessera/train/classifier_info.hpp>
+#include <tessera/viz/model_attention.hpp>
+
+using namespace tessera;
+
+namespace {
+
+const std::map<std::string, viz::HeadFusion>& head_fusions() {
+  static const std::map<std::string, viz::HeadFusion> fusions = {
+      {"mean", viz::HeadFusion::mean}, {"max", viz::HeadFusion::max}, {"min", viz::HeadFusion::min}};
+  return fusions;
+}
+
+// Index `index` of `count` items, counting from the end when negative (-1 is the last); `what` names it in errors.
+int64_t resolve_index(int64_t index, int64_t count, const char* what) {
+  const int64_t resolved = index < 0 ? count + index : index;
+  TESSERA_CHECK(resolved >= 0 && resolved < count, what, " ", index, " is out of range: the model has ", count, " (",
+                what, "s 0 to ", count - 1, ", or -1 to -", count, " from the end)");
+  return resolved;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"Attention heatmaps of a checkpoint written by train_cifar10 or finetune, drawn over an image"};
+  app.set_help_flag("-h,--help", "Print this help and exit");
+  std::filesystem::path checkpoint, image_path, out_dir = "attention";
+  std::string name, fusion = "mean";
+  int64_t layer = -1, head = 0, size = 224;
+  double alpha = 0.5;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--checkpoint", checkpoint, "Checkpoint (.safetensors) written by train::Trainer")->required();
+  app.add_option("--image", image_path, "The image (png, jpg, jpeg, bmp)")->required();
+  app.add_option("--layer", layer, "Block whose heads are drawn, from 0; negative counts from the end (-1: the last)")
+      ->capture_default_str();
+  app.add_option("--head", head, "Head drawn alone, from 0; negative counts from the end")->capture_default_str();
+  app.add_option("--out", out_dir, "Folder the PNGs are written to (created)")->capture_default_str();
+  app.add_option("--name", name, "File-name stem of the PNGs (default: the image's)");
+  app.add_option("--size", size, "Pictures are enlarged by a whole factor to at least this many pixels a side")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--alpha", alpha, "Opacity of the heatmap over the image")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--rollout-fusion", fusion, "How the rollout fuses the heads of a layer: mean, max or min")
+      ->capture_default_str()
+      ->check(CLI::IsMember(head_fusions()));
+  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  set_num_threads(threads);
+
+  std::error_code ec;
+  TESSERA_CHECK(std::filesystem::is_regular_file(checkpoint, ec), "--checkpoint: '", checkpoint.string(), "' ",
+                std::filesystem::exists(checkpoint, ec) ? "is not a regular file" : "does not exist");
+  const nn::ViTConfig config = io::read_checkpoint_vit_config(checkpoint);
+  const train::ClassifierInfo info = train::read_classifier_info(checkpoint);
+  TESSERA_CHECK(static_cast<int64_t>(info.class_names.size()) == config.num_classes, "'", checkpoint.string(),
+                "' names ", info.class_names.size(), " classes but its model config has num_classes ",
+                config.num_classes);
+  TESSERA_CHECK(static_cast<int64_t>(info.mean.size()) == config.in_chans, "'", checkpoint.string(), "' has ",
+                info.mean.size(), " Normalize channels but its model config has in_chans ", config.in_chans);
+  TESSERA_CHECK(config.in_chans >= 1 && config.in_chans <= 4, "the model of '", checkpoint.string(), "' takes ",
+                config.in_chans, " input channels; images can be decoded into 1 to 4");
+  layer = resolve_index(layer, config.depth, "layer");
+  head = resolve_index(head, config.num_heads, "head");
+  nn::VisionTransformer<float> model(config);
+  io::load_model_weights(checkpoint, model);
+
+  // The model sees the whole image squeezed to its input size, with no crop, so that every map lines up with the
+  // picture it is drawn over: that resized image.
+  data::Image image = data::decode_image(image_path, static_cast<int>(config.in_chans));
+  if (image.height != config.img_size || image.width != config.img_size)
+    image = data::Resize(config.img_size, config.img_size)(image);
+  const data::Compose preprocess{data::ToTensor(), data::Normalize(info.mean, info.std)};
+
+  // One forward gives every block's attention probabilities; all maps below are read from them.
+  const std::vector<Tensor<float>> probs = viz::record_attention(model, image, preprocess);
+  Tensor<float> class_probs;
+  {
+    NoGradGuard no_grad;  // the prediction, for the printout; eval mode as in record_attention
+    model.eval();
+    Generator generator(0);
+    const data::FloatImage x = preprocess(image, generator);
+    Tensor<float> input(Shape{1, x.channels, x.height, x.width});
+    std::copy(x.values.begin(), x.values.end(), input.data());
+    class_probs = ops::softmax(model.forward(input));
+  }
+  const float* p = class_probs.data();
+  const int64_t predicted = std::max_element(p, p + config.num_classes) - p;
+
+  viz::HeatmapOptions heatmap;
+  heatmap.min_size = size;
+  heatmap.alpha = alpha;
+  viz::HeadGridOptions grid;
+  grid.heatmap = heatmap;
+  grid.columns = config.num_heads <= 6 ? config.num_heads : 0;  // one row when it stays narrow, else a square
+  viz::RolloutOptions rollout;
+  rollout.head_fusion = head_fusions().at(fusion);
+
+  std::filesystem::create_directories(out_dir);
+  if (name.empty()) name = image_path.stem().string();
+  const std::string layer_tag = "_layer" + std::to_string(layer);
+  const std::filesystem::path input_png = out_dir / (name + "_input.png"),
+                              head_png = out_dir / (name + layer_tag + "_head" + std::to_string(head) + ".png"),
+                              heads_png = out_dir / (name + layer_tag + "_heads.png"),
+                              rollout_png = out_dir / (name + "_rollout.png");
+  viz::HeatmapOptions plain = heatmap;
+  plain.alpha = 0.0;  // no heatmap: the image alone, enlarged like the others
+  viz::write_heatmap_png(input_png, viz::cls_attention_map(probs, layer, head), image, plain);
+  viz::write_heatmap_png(head_png, viz::cls_attention_map(probs, layer, head), image, heatmap);
+  viz::write_head_grid_png(heads_png, viz::cls_attention_maps(probs, layer), image, grid);
+  viz::write_heatmap_png(rollout_png, viz::attention_rollout(probs, 0, rollout), image, heatmap);
+
+  std::cout << image_path.string() << ": predicted " << info.class_names[static_cast<size_t>(predicted)] << " ("
+            << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(p[predicted]) << "%)\n";
+  for (const auto& path : {input_png, head_png, heads_png, rollout_png}) std::cout << "wrote " << path.string() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "visualize_attention: error: " << e.what() << std::endl;
+    return 1;
+  }
+}

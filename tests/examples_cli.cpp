@@ -1,0 +1,273 @@
+// End-to-end runs of examples/classify and examples/visualize_attention on a tiny checkpoint written here, with
+// their error cases. tests/CMakeLists.txt passes the programs' paths as TESSERA_CLASSIFY_EXE and
+// TESSERA_VISUALIZE_ATTENTION_EXE.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "test_helpers.hpp"
+
+#include <tessera/train/classifier_info.hpp>
+
+namespace fs = std::filesystem;
+using namespace tessera;
+
+namespace {
+
+// The tiny model: 8x8 input, 4x4 patches (a 2x2 grid), 2 blocks of 2 heads, 3 classes.
+nn::ViTConfig tiny_config() {
+  nn::ViTConfig c;
+  c.img_size = 8;
+  c.patch_size = 4;
+  c.num_classes = 3;
+  c.embed_dim = 8;
+  c.depth = 2;
+  c.num_heads = 2;
+  c.mlp_ratio = 2.0;
+  return c;
+}
+
+const std::vector<std::string> kClassNames = {"apple", "boat", "cloud"};
+const std::vector<float> kMean = {0.5f, 0.4f, 0.3f}, kStd = {0.2f, 0.25f, 0.3f};
+
+// A checkpoint as train::Trainer writes it, with `names` as the class names (none: no classifier information).
+void write_checkpoint(const fs::path& path, const std::vector<std::string>& names) {
+  nn::VisionTransformer<float> model(tiny_config(), 7);
+  io::CheckpointState state;
+  if (!names.empty()) state.trainer["classifier"] = train::ClassifierInfo{names, kMean, kStd}.to_json();
+  io::save_checkpoint(path, model, nullptr, state);
+}
+
+// An image of `channels` channels with a smooth pattern, so the classes get different logits.
+data::Image pattern_image(int64_t height, int64_t width, int64_t channels) {
+  data::Image image(height, width, channels);
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t c = 0; c < channels; ++c) image.at(y, x, c) = static_cast<uint8_t>((37 * y + 59 * x + 91 * c) % 256);
+  return image;
+}
+
+void write_text(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+std::string read_text(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream s;
+  s << file.rdbuf();
+  return s.str();
+}
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs `program` with `args` (single-quoted; the test's paths hold no quote), capturing stdout and stderr.
+Run run(const fs::path& dir, const std::string& program, const std::vector<std::string>& args) {
+  std::string command = "'" + program + "'";
+  for (const std::string& arg : args) command += " '" + arg + "'";
+  command += " >'" + (dir / "stdout.txt").string() + "' 2>'" + (dir / "stderr.txt").string() + "'";
+  const int status = std::system(command.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(dir / "stdout.txt");
+  r.err = read_text(dir / "stderr.txt");
+  return r;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// The program must fail with exit code 1 and a message holding every one of `parts`.
+void check_fails(const Run& r, const std::string& program, const std::vector<std::string>& parts) {
+  CHECK(r.code == 1);
+  CHECK_MESSAGE(contains(r.err, program + ": error: "), r.err);
+  for (const auto& part : parts) CHECK_MESSAGE(contains(r.err, part), "'" << part << "' not in: " << r.err);
+}
+
+// The percentages classify printed under the line naming `image`, by class name.
+std::vector<std::pair<std::string, double>> printed_top(const std::string& out, const std::string& image) {
+  std::istringstream lines(out);
+  std::string line;
+  std::vector<std::pair<std::string, double>> top;
+  bool in_block = false;
+  while (std::getline(lines, line)) {
+    if (!line.starts_with("  ")) {
+      in_block = line == image;
+      continue;
+    }
+    if (!in_block) continue;
+    std::istringstream fields(line);
+    double percent = 0.0;
+    char sign = 0;
+    std::string name;
+    fields >> percent >> sign >> name;
+    top.emplace_back(name, percent);
+  }
+  return top;
+}
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("tessera_examples_cli_" + std::to_string(::getpid()));
+  TempDir() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("classify prints the top classes of the model's own probabilities and fails clearly") {
+  const std::string classify = TESSERA_CLASSIFY_EXE;
+  TempDir tmp;
+  const fs::path checkpoint = tmp.path / "tiny.safetensors", images = tmp.path / "images";
+  write_checkpoint(checkpoint, kClassNames);
+  fs::create_directories(images);
+  viz::write_png(images / "a.png", pattern_image(8, 8, 3));   // the model's size, RGB
+  viz::write_png(images / "b.png", pattern_image(12, 10, 1)); // grey, resized and cropped
+  viz::write_png(images / "c.PNG", pattern_image(9, 5, 4));   // RGBA, upper-case extension
+  write_text(images / "notes.txt", "not an image");
+
+  SUBCASE("a folder: every image in order, percentages of the model's softmax") {
+    const Run r = run(tmp.path, classify, {"--checkpoint", checkpoint.string(), "--image", images.string()});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    const std::string a = (images / "a.png").string(), b = (images / "b.png").string(),
+                      c = (images / "c.PNG").string();
+    CHECK(r.out.find(a) < r.out.find(b));
+    CHECK(r.out.find(b) < r.out.find(c));
+    CHECK_FALSE(contains(r.out, "notes.txt"));
+    for (const auto& image : {a, b, c}) {
+      const auto top = printed_top(r.out, image);
+      REQUIRE(top.size() == 3);  // --top 5 is cut to the 3 classes
+      double sum = 0.0;
+      for (size_t i = 0; i < top.size(); ++i) {
+        sum += top[i].second;
+        if (i > 0) CHECK(top[i].second <= top[i - 1].second);
+      }
+      CHECK(sum == doctest::Approx(100.0).epsilon(1e-3));
+    }
+
+    // The same numbers as the library's evaluation path in this process.
+    nn::VisionTransformer<float> model(tiny_config());
+    io::load_model_weights(checkpoint, model);
+    model.eval();
+    Generator generator(0);
+    const data::FloatImage x =
+        train::ClassifierInfo{kClassNames, kMean, kStd}.eval_transform(8)(data::decode_image(images / "a.png"), generator);
+    Tensor<float> input(Shape{1, 3, 8, 8});
+    std::copy(x.values.begin(), x.values.end(), input.data());
+    NoGradGuard no_grad;
+    const Tensor<float> probs = ops::softmax(model.forward(input));
+    for (const auto& [name, percent] : printed_top(r.out, a)) {
+      const size_t k = static_cast<size_t>(std::find(kClassNames.begin(), kClassNames.end(), name) - kClassNames.begin());
+      REQUIRE(k < kClassNames.size());
+      CHECK(std::abs(percent - 100.0 * probs.data()[k]) <= 0.006);  // printed with 2 decimals
+    }
+  }
+
+  SUBCASE("one file, --top 1") {
+    const Run r = run(tmp.path, classify,
+                      {"--checkpoint", checkpoint.string(), "--image", (images / "b.png").string(), "--top", "1"});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    CHECK(printed_top(r.out, (images / "b.png").string()).size() == 1);
+  }
+
+  SUBCASE("errors") {
+    const fs::path missing = tmp.path / "missing.safetensors";
+    check_fails(run(tmp.path, classify, {"--checkpoint", missing.string(), "--image", images.string()}), "classify",
+                {missing.string(), "does not exist"});
+
+    const fs::path two_names = tmp.path / "two_names.safetensors";
+    write_checkpoint(two_names, {"apple", "boat"});
+    check_fails(run(tmp.path, classify, {"--checkpoint", two_names.string(), "--image", images.string()}), "classify",
+                {two_names.string(), "names 2 classes", "num_classes 3"});
+
+    const fs::path no_info = tmp.path / "no_info.safetensors";
+    write_checkpoint(no_info, {});
+    check_fails(run(tmp.path, classify, {"--checkpoint", no_info.string(), "--image", images.string()}), "classify",
+                {no_info.string(), "records no class names"});
+
+    const fs::path empty = tmp.path / "empty";
+    fs::create_directories(empty);
+    write_text(empty / "readme.md", "no images here");
+    check_fails(run(tmp.path, classify, {"--checkpoint", checkpoint.string(), "--image", empty.string()}), "classify",
+                {empty.string(), "holds no images"});
+
+    const fs::path broken = tmp.path / "broken";
+    fs::create_directories(broken);
+    viz::write_png(broken / "a.png", pattern_image(8, 8, 3));
+    write_text(broken / "z.jpg", "these bytes are no JPEG");
+    check_fails(run(tmp.path, classify, {"--checkpoint", checkpoint.string(), "--image", broken.string()}), "classify",
+                {(broken / "z.jpg").string(), "cannot decode"});
+  }
+}
+
+TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNGs over the resized image") {
+  const std::string visualize = TESSERA_VISUALIZE_ATTENTION_EXE;
+  TempDir tmp;
+  const fs::path checkpoint = tmp.path / "tiny.safetensors", image = tmp.path / "photo.png",
+                 out = tmp.path / "out" / "nested";
+  write_checkpoint(checkpoint, kClassNames);
+  viz::write_png(image, pattern_image(12, 10, 4));  // RGBA of another size than the model's 8x8
+
+  SUBCASE("defaults: the last layer, head 0") {
+    const Run r = run(tmp.path, visualize,
+                      {"--checkpoint", checkpoint.string(), "--image", image.string(), "--out", out.string(), "--size",
+                       "16"});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    CHECK(contains(r.out, "predicted "));
+    // 8x8 resized image enlarged twice to reach 16 pixels; the grid is one row of 2 panels with 4-pixel gaps.
+    const std::vector<std::tuple<std::string, int64_t, int64_t>> expected = {
+        {"photo_input.png", 16, 16}, {"photo_layer1_head0.png", 16, 16}, {"photo_layer1_heads.png", 24, 44},
+        {"photo_rollout.png", 16, 16}};
+    for (const auto& [name, height, width] : expected) {
+      CAPTURE(name);
+      CHECK(contains(r.out, "wrote " + (out / name).string()));
+      REQUIRE(fs::exists(out / name));
+      const data::Image png = data::decode_image(out / name);
+      CHECK(png.height == height);
+      CHECK(png.width == width);
+    }
+  }
+
+  SUBCASE("negative layer and head count from the end; --name") {
+    const Run r = run(tmp.path, visualize,
+                      {"--checkpoint", checkpoint.string(), "--image", image.string(), "--out", out.string(), "--layer",
+                       "-2", "--head", "-1", "--name", "pic"});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    CHECK(fs::exists(out / "pic_layer0_head1.png"));
+    CHECK(fs::exists(out / "pic_layer0_heads.png"));
+    CHECK(data::decode_image(out / "pic_rollout.png").height == 224);
+  }
+
+  SUBCASE("errors") {
+    check_fails(run(tmp.path, visualize,
+                    {"--checkpoint", checkpoint.string(), "--image", image.string(), "--out", out.string(), "--layer",
+                     "2"}),
+                "visualize_attention", {"layer 2 is out of range", "2"});
+    check_fails(run(tmp.path, visualize,
+                    {"--checkpoint", checkpoint.string(), "--image", image.string(), "--out", out.string(), "--head",
+                     "-3"}),
+                "visualize_attention", {"head -3 is out of range"});
+    const fs::path broken = tmp.path / "broken.bmp";
+    write_text(broken, "BM but not really");
+    check_fails(run(tmp.path, visualize,
+                    {"--checkpoint", checkpoint.string(), "--image", broken.string(), "--out", out.string()}),
+                "visualize_attention", {broken.string()});
+    const fs::path missing = tmp.path / "missing.safetensors";
+    check_fails(run(tmp.path, visualize,
+                    {"--checkpoint", missing.string(), "--image", image.string(), "--out", out.string()}),
+                "visualize_attention", {missing.string(), "does not exist"});
+  }
+}
