@@ -35,6 +35,18 @@ int64_t resolve_index(int64_t index, int64_t count, const char* what) {
   return resolved;
 }
 
+// A check that the value is a whole number of at least 1, with a message naming the bad value (CLI11's
+// PositiveNumber prints the range up to DBL_MAX).
+CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        int64_t number = 0;
+        if (!CLI::detail::lexical_cast(value, number)) return "'" + value + "' is not a whole number";
+        return number >= 1 ? "" : "must be at least 1, got " + value;
+      },
+      ">= 1");
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"Attention heatmaps of a checkpoint written by train_cifar10 or finetune, drawn over an image"};
   app.set_help_flag("-h,--help", "Print this help and exit");
@@ -52,14 +64,14 @@ int run(int argc, char** argv) {
   app.add_option("--name", name, "File-name stem of the PNGs (default: the image's)");
   app.add_option("--size", size, "Pictures are enlarged by a whole factor to at least this many pixels a side")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   app.add_option("--alpha", alpha, "Opacity of the heatmap over the image")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--rollout-fusion", fusion, "How the rollout fuses the heads of a layer: mean, max or min")
       ->capture_default_str()
       ->check(CLI::IsMember(head_fusions()));
-  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(positive());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
