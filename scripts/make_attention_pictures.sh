@@ -21,7 +21,7 @@ build_dir="${BUILD_DIR:-$root/build/release}"
 out="$root/docs/images"
 
 # The pictures in the doc: class/file of CIFAR-10 test images.
-images=(cat/0018 ship/0006 horse/0006)
+images=(cat/0002 ship/0006 horse/0006)
 
 if [[ ! -f "$checkpoint" ]]; then
   echo "make_attention_pictures: error: no checkpoint at '$checkpoint'" >&2
