@@ -74,22 +74,12 @@ int run(int argc, char** argv) {
   set_num_threads(threads);
 
   // Read everything about the checkpoint first, so a bad one fails before any image is decoded.
-  std::error_code ec;
-  TESSERA_CHECK(std::filesystem::is_regular_file(checkpoint, ec), "--checkpoint: '", checkpoint.string(), "' ",
-                std::filesystem::exists(checkpoint, ec) ? "is not a regular file" : "does not exist");
-  const nn::ViTConfig config = io::read_checkpoint_vit_config(checkpoint);
-  const train::ClassifierInfo info = train::read_classifier_info(checkpoint);
-  TESSERA_CHECK(static_cast<int64_t>(info.class_names.size()) == config.num_classes, "'", checkpoint.string(),
-                "' names ", info.class_names.size(), " classes but its model config has num_classes ",
-                config.num_classes);
-  TESSERA_CHECK(static_cast<int64_t>(info.mean.size()) == config.in_chans, "'", checkpoint.string(), "' has ",
-                info.mean.size(), " Normalize channels but its model config has in_chans ", config.in_chans);
-  // stb_image converts grey, grey+alpha, RGB and RGBA files into any of these, so in_chans alone decides.
+  const train::Classifier classifier = train::load_classifier(checkpoint);
+  const nn::ViTConfig& config = classifier.config;
+  const train::ClassifierInfo& info = classifier.info;
+  nn::VisionTransformer<float>& model = *classifier.model;
   TESSERA_CHECK(config.in_chans >= 1 && config.in_chans <= 4, "the model of '", checkpoint.string(), "' takes ",
                 config.in_chans, " input channels; images can be decoded into 1 to 4");
-  nn::VisionTransformer<float> model(config);
-  io::load_model_weights(checkpoint, model);  // strict: every tensor present with its shape, nothing else
-  model.eval();
 
   const std::vector<std::filesystem::path> images = list_images(image_path);
   const data::Compose preprocess = info.eval_transform(config.img_size);

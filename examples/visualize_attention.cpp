@@ -79,22 +79,14 @@ int run(int argc, char** argv) {
   }
   set_num_threads(threads);
 
-  std::error_code ec;
-  TESSERA_CHECK(std::filesystem::is_regular_file(checkpoint, ec), "--checkpoint: '", checkpoint.string(), "' ",
-                std::filesystem::exists(checkpoint, ec) ? "is not a regular file" : "does not exist");
-  const nn::ViTConfig config = io::read_checkpoint_vit_config(checkpoint);
-  const train::ClassifierInfo info = train::read_classifier_info(checkpoint);
-  TESSERA_CHECK(static_cast<int64_t>(info.class_names.size()) == config.num_classes, "'", checkpoint.string(),
-                "' names ", info.class_names.size(), " classes but its model config has num_classes ",
-                config.num_classes);
-  TESSERA_CHECK(static_cast<int64_t>(info.mean.size()) == config.in_chans, "'", checkpoint.string(), "' has ",
-                info.mean.size(), " Normalize channels but its model config has in_chans ", config.in_chans);
+  const train::Classifier classifier = train::load_classifier(checkpoint);
+  const nn::ViTConfig& config = classifier.config;
+  const train::ClassifierInfo& info = classifier.info;
+  nn::VisionTransformer<float>& model = *classifier.model;
   TESSERA_CHECK(config.in_chans >= 1 && config.in_chans <= 4, "the model of '", checkpoint.string(), "' takes ",
                 config.in_chans, " input channels; images can be decoded into 1 to 4");
   layer = resolve_index(layer, config.depth, "layer");
   head = resolve_index(head, config.num_heads, "head");
-  nn::VisionTransformer<float> model(config);
-  io::load_model_weights(checkpoint, model);
 
   // The model sees the whole image squeezed to its input size, with no crop, so that every map lines up with the
   // picture it is drawn over: that resized image.

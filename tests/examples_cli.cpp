@@ -271,3 +271,57 @@ TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNG
                 "visualize_attention", {missing.string(), "does not exist"});
   }
 }
+
+TEST_CASE("finetune loads a checkpoint into a new head and input size, freezes, trains, and classify reads the result") {
+  const std::string finetune = TESSERA_FINETUNE_EXE, classify = TESSERA_CLASSIFY_EXE;
+  TempDir tmp;
+  const fs::path pretrained = tmp.path / "pretrained.safetensors", data = tmp.path / "data";
+  write_checkpoint(pretrained, kClassNames);  // 3 classes, 8x8 input: a 2x2 grid
+  // Two classes of 12x12 images (a 3x3 grid at patch 4): the head and pos_embed no longer fit as they are.
+  for (const char* split : {"train", "test"})
+    for (int c = 0; c < 2; ++c) {
+      const fs::path folder = data / split / (c == 0 ? "left" : "right");
+      fs::create_directories(folder);
+      for (int i = 0; i < 4; ++i) viz::write_png(folder / (std::to_string(i) + ".png"), pattern_image(12 + i, 12, 3));
+    }
+  const fs::path log = tmp.path / "ft.csv", saved = tmp.path / "ft.safetensors";
+  const Run r = run(tmp.path, finetune,
+                    {"--pretrained", pretrained.string(), "--data", data.string(), "--img-size", "12", "--freeze", "*",
+                     "--unfreeze", "head.*", "--epochs", "2", "--batch", "4", "--threads", "1", "--workers", "0",
+                     "--log", log.string(), "--save", saved.string()});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "resampled pos_embed from 4 patch positions to the model's 3x3 grid"));
+  CHECK(contains(r.out, "kept as initialised (skipped): head.weight head.bias"));
+  const int64_t head_params = 8 * 2 + 2;  // embed_dim 8 -> 2 classes
+  CHECK(contains(r.out, "parameters: " + std::to_string(head_params) + " trainable of"));
+  const std::string csv = read_text(log);
+  CHECK(csv.starts_with("epoch,step,train_loss,test_acc,img_per_s,elapsed_s\n1,2,"));
+  CHECK(contains(csv, "\n2,4,"));
+
+  // Only the head moved: the frozen body equals the pretrained one.
+  nn::VisionTransformer<float> before(tiny_config(), 7);  // what write_checkpoint saved
+  nn::ViTConfig tuned = tiny_config();
+  tuned.img_size = 12;
+  tuned.num_classes = 2;
+  nn::VisionTransformer<float> tuned_model(tuned, 0);
+  io::load_model_weights(saved, tuned_model);
+  const auto same = [](const Tensor<float>& a, const Tensor<float>& b) {
+    return a.shape() == b.shape() && std::equal(a.data(), a.data() + a.numel(), b.data());
+  };
+  CHECK(same(tuned_model.blocks[1].mlp.fc2.weight, before.blocks[1].mlp.fc2.weight));
+
+  // The fine-tuned checkpoint carries the folder's class names and the pretrained Normalize constants.
+  const train::ClassifierInfo info = train::read_classifier_info(saved);
+  CHECK(info.class_names == std::vector<std::string>{"left", "right"});
+  CHECK(info.mean == kMean);
+  const Run c = run(tmp.path, classify,
+                    {"--checkpoint", saved.string(), "--image", (data / "test" / "left" / "0.png").string()});
+  CHECK(c.code == 0);
+  CHECK(contains(c.out, "left"));
+  CHECK(contains(c.out, "right"));
+
+  // A wrong data folder is named.
+  check_fails(run(tmp.path, finetune, {"--pretrained", pretrained.string(), "--data", (tmp.path / "nowhere").string()}),
+              "finetune", {"nowhere"});
+}

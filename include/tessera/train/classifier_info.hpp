@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/data/transforms.hpp"
 #include "tessera/io/checkpoint.hpp"
+#include "tessera/nn/vision_transformer.hpp"
 
 namespace tessera::train {
 
@@ -54,6 +56,34 @@ inline ClassifierInfo read_classifier_info(const std::filesystem::path& path) {
   TESSERA_CHECK(state.trainer.contains("classifier"), "read_classifier_info: '", path.string(),
                 "' records no class names or normalisation (it was not written by train::Trainer)");
   return ClassifierInfo::from_json(state.trainer.at("classifier"), "'" + path.string() + "'");
+}
+
+// A trained classifier read back from a Trainer checkpoint, ready for inference.
+struct Classifier {
+  nn::ViTConfig config;
+  ClassifierInfo info;
+  std::unique_ptr<nn::VisionTransformer<float>> model;  // weights loaded strictly, in eval mode
+};
+
+// Reads the config, the ClassifierInfo and the weights of the checkpoint at `path`, checking that they agree (one
+// class name per output, one Normalize channel per input channel). Throws tessera::Error naming the file.
+inline Classifier load_classifier(const std::filesystem::path& path) {
+  std::error_code ec;
+  TESSERA_CHECK(std::filesystem::is_regular_file(path, ec), "load_classifier: '", path.string(), "' ",
+                std::filesystem::exists(path, ec) ? "is not a regular file" : "does not exist");
+  Classifier c;
+  c.config = io::read_checkpoint_vit_config(path);
+  c.info = read_classifier_info(path);
+  TESSERA_CHECK(static_cast<int64_t>(c.info.class_names.size()) == c.config.num_classes, "load_classifier: '",
+                path.string(), "' names ", c.info.class_names.size(), " classes but its model config has num_classes ",
+                c.config.num_classes);
+  TESSERA_CHECK(static_cast<int64_t>(c.info.mean.size()) == c.config.in_chans, "load_classifier: '", path.string(),
+                "' has ", c.info.mean.size(), " Normalize channels but its model config has in_chans ",
+                c.config.in_chans);
+  c.model = std::make_unique<nn::VisionTransformer<float>>(c.config);
+  io::load_model_weights(path, *c.model);  // strict: every tensor present with its shape, nothing else
+  c.model->eval();
+  return c;
 }
 
 }  // namespace tessera::train
