@@ -18,6 +18,8 @@
 #include <tessera/io/safetensors.hpp>
 #include <tessera/tessera.hpp>
 
+#include "test_helpers.hpp"
+
 namespace fs = std::filesystem;
 using tessera::Tensor;
 using tessera::io::Dtype;
