@@ -17,6 +17,8 @@
 #include <tessera/io/checkpoint.hpp>
 #include <tessera/train/classifier_info.hpp>
 
+#include "cli_checks.hpp"
+
 using namespace tessera;
 
 namespace {
@@ -44,18 +46,6 @@ std::vector<std::filesystem::path> list_images(const std::filesystem::path& path
   return images;
 }
 
-// A check that the value is a whole number of at least 1, with a message naming the bad value (CLI11's
-// PositiveNumber prints the range up to DBL_MAX).
-CLI::Validator positive() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        int64_t number = 0;
-        if (!CLI::detail::lexical_cast(value, number)) return "'" + value + "' is not a whole number";
-        return number >= 1 ? "" : "must be at least 1, got " + value;
-      },
-      ">= 1");
-}
-
 int run(int argc, char** argv) {
   CLI::App app{"Classify images with a checkpoint written by train_cifar10 or finetune: prints the top classes"};
   app.set_help_flag("-h,--help", "Print this help and exit");
@@ -64,8 +54,12 @@ int run(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--checkpoint", checkpoint, "Checkpoint (.safetensors) written by train::Trainer")->required();
   app.add_option("--image", image_path, "An image (png, jpg, jpeg, bmp) or a folder of them")->required();
-  app.add_option("--top", top, "How many classes to print per image")->capture_default_str()->check(positive());
-  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(positive());
+  app.add_option("--top", top, "How many classes to print per image")
+      ->capture_default_str()
+      ->check(examples::positive());
+  app.add_option("--threads", threads, "Compute threads (OpenMP)")
+      ->capture_default_str()
+      ->check(examples::positive());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,21 +18,9 @@
 #include <tessera/nn/config.hpp>
 #include <tessera/train/trainer.hpp>
 
-namespace examples {
+#include "cli_checks.hpp"
 
-// A check that the value is a number above `low` (or at least `low`), with a message naming the bad value.
-inline CLI::Validator above(double low, bool or_equal = false) {
-  std::ostringstream bound;
-  bound << (or_equal ? ">= " : "> ") << low;
-  return CLI::Validator(
-      [low, or_equal, text = bound.str()](std::string& value) -> std::string {
-        double number = 0.0;
-        if (!CLI::detail::lexical_cast(value, number)) return "'" + value + "' is not a number";
-        if (or_equal ? number >= low : number > low) return "";
-        return "must be " + text + ", got " + value;
-      },
-      bound.str());
-}
+namespace examples {
 
 // A timm preset's width, depth and heads on 32x32 images with 4x4 patches and ten classes.
 inline tessera::nn::ViTConfig at_32_patch_4(tessera::nn::ViTConfig config) {

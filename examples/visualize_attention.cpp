@@ -17,6 +17,8 @@
 #include <tessera/train/classifier_info.hpp>
 #include <tessera/viz/model_attention.hpp>
 
+#include "cli_checks.hpp"
+
 using namespace tessera;
 
 namespace {
@@ -33,18 +35,6 @@ int64_t resolve_index(int64_t index, int64_t count, const char* what) {
   TESSERA_CHECK(resolved >= 0 && resolved < count, what, " ", index, " is out of range: the model has ", count, " (",
                 what, "s 0 to ", count - 1, ", or -1 to -", count, " from the end)");
   return resolved;
-}
-
-// A check that the value is a whole number of at least 1, with a message naming the bad value (CLI11's
-// PositiveNumber prints the range up to DBL_MAX).
-CLI::Validator positive() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        int64_t number = 0;
-        if (!CLI::detail::lexical_cast(value, number)) return "'" + value + "' is not a whole number";
-        return number >= 1 ? "" : "must be at least 1, got " + value;
-      },
-      ">= 1");
 }
 
 int run(int argc, char** argv) {
@@ -64,14 +54,14 @@ int run(int argc, char** argv) {
   app.add_option("--name", name, "File-name stem of the PNGs (default: the image's)");
   app.add_option("--size", size, "Pictures are enlarged by a whole factor to at least this many pixels a side")
       ->capture_default_str()
-      ->check(positive());
+      ->check(examples::positive());
   app.add_option("--alpha", alpha, "Opacity of the heatmap over the image")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--rollout-fusion", fusion, "How the rollout fuses the heads of a layer: mean, max or min")
       ->capture_default_str()
       ->check(CLI::IsMember(head_fusions()));
-  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(positive());
+  app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(examples::positive());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
