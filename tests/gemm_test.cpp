@@ -402,13 +402,15 @@ TEST_CASE("gemm_batched matches per-item reference products") {
     }
 }
 
-TEST_CASE("results are bit-identical with 1 and 2 threads") {
+TEST_CASE("results are bit-identical with 1, 2 and 3 threads") {
   const int saved = omp_get_max_threads();
   struct Shape {
     int M, N, K;
   };
   unsigned seed = 2000;
-  for (const Shape& s : {Shape{500, 300, 600}, Shape{7, 1000, 300}, Shape{1000, 7, 513}, Shape{97, 193, 65}})
+  // The last two are deep (K of 9 depth blocks): threaded, they are cut into slices of columns, then of rows.
+  for (const Shape& s : {Shape{500, 300, 600}, Shape{7, 1000, 300}, Shape{1000, 7, 513}, Shape{97, 193, 65},
+                         Shape{97, 200, 2100}, Shape{200, 45, 2100}})
     for (int t = 0; t < 4; ++t) {
       Case c;
       c.trans_a = t & 1;
@@ -426,8 +428,8 @@ TEST_CASE("results are bit-identical with 1 and 2 threads") {
       CAPTURE(t);
       const Operands ops = make_operands(c);
       std::vector<float> bias = random_vector(c.N, seed);
-      std::vector<float> results[2], pre[2];
-      for (int threads = 1; threads <= 2; ++threads) {
+      std::vector<float> results[3], pre[3];
+      for (int threads = 1; threads <= 3; ++threads) {
         omp_set_num_threads(threads);
         std::vector<float>& C = results[threads - 1];
         C = ops.C;
@@ -436,8 +438,11 @@ TEST_CASE("results are bit-identical with 1 and 2 threads") {
         tessera::kernels::gemm_ex(c.trans_a, c.trans_b, c.M, c.N, c.K, c.alpha, ops.A.data(), c.lda(), ops.B.data(),
                                   c.ldb(), c.beta, C.data(), c.ldc(), epilogue);
       }
-      CHECK(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)) == 0);
-      CHECK(std::memcmp(pre[0].data(), pre[1].data(), pre[0].size() * sizeof(float)) == 0);
+      for (int threads = 2; threads <= 3; ++threads) {
+        CAPTURE(threads);
+        CHECK(std::memcmp(results[0].data(), results[threads - 1].data(), results[0].size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(pre[0].data(), pre[threads - 1].data(), pre[0].size() * sizeof(float)) == 0);
+      }
       check_case(c, public_gemm);
     }
   // Batched: many small items, few small items (row slices), few large items (each threaded).

@@ -59,6 +59,17 @@ struct Problem {
     if (slice.epilogue.pre_activation) slice.epilogue.pre_activation += r0 * ldc;
     return slice;
   }
+
+  // Columns [j0, j0 + cols) of op(B), C, the bias and the pre-activation, as a problem of its own.
+  Problem column_slice(int j0, int cols) const {
+    Problem slice = *this;
+    slice.N = cols;
+    slice.B = trans_b ? B + j0 * ldb : B + j0;
+    slice.C = C + j0;
+    if (slice.epilogue.bias) slice.epilogue.bias += j0;
+    if (slice.epilogue.pre_activation) slice.epilogue.pre_activation += j0;
+    return slice;
+  }
 };
 
 // 64-byte aligned scratch for packed panels, owned by one call: never static, so concurrent calls are safe.
@@ -190,11 +201,12 @@ inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, floa
       const int g1 = std::min(depth.count, g0 + plan.group_blocks);
       // Depth block b of the group is packed at b_pack + (begin(b) - begin(g0)) * slivers * NR.
       auto panel = [&](int b) { return b_pack + int64_t(depth.begin(b) - depth.begin(g0)) * slivers * NR; };
-      for_each_task(team && plan.shared_b, false, (g1 - g0) * slivers, [&](int task) {
-        const int b = g0 + task / slivers, s = task % slivers;
-        const int kc = depth.size(b, p.K);
-        pack_b_sliver<NR>(p.trans_b, p.B, p.ldb, jc + s * NR, std::min(NR, nc - s * NR), depth.begin(b), kc,
-                          panel(b) + int64_t(s) * kc * NR);
+      // A team packs each depth block in one column chunk per thread.
+      const int b_chunks = team && plan.shared_b ? omp_get_num_threads() : 1;
+      for_each_task(team && plan.shared_b, false, (g1 - g0) * b_chunks, [&](int task) {
+        const int b = g0 + task / b_chunks, chunk = task % b_chunks;
+        pack_b_slivers<NR>(p.trans_b, p.B, p.ldb, jc, nc, depth.begin(b), depth.size(b, p.K),
+                           chunk * slivers / b_chunks, (chunk + 1) * slivers / b_chunks, panel(b));
       });
       for_each_task(team, true, plan.m_blocks * plan.n_chunks, [&](int unit) {
         const int chunk = unit % plan.n_chunks;
@@ -213,6 +225,32 @@ inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, floa
   }
 }
 
+// A deep product (K of at least kDeepSplitBlocks depth blocks, like a weight gradient dYᵀX whose depth is
+// the batch's rows) on `threads` threads: the larger side of C is cut into one slice per thread and each
+// thread runs its slice alone, packing its own panels. A team would meet at two barriers per group of
+// depth blocks; the slices never wait, and the copy each thread packs of the other operand is the smaller
+// one. The depth split is the same, so C has the same bits as with one thread.
+template <class Kernel>
+inline void run_slices(const Problem& p, int threads) {
+  const bool by_columns = p.N > p.M;
+  const int extent = by_columns ? p.N : p.M, unit = by_columns ? Kernel::nr : Kernel::mr;
+  const int slice = int(round_up(ceil_div(extent, threads), unit));
+  const int slices = int(ceil_div(extent, slice));
+  auto slice_problem = [&](int s) {
+    const int begin = s * slice, size = std::min(slice, extent - begin);
+    return by_columns ? p.column_slice(begin, size) : p.row_slice(begin, size);
+  };
+  const Plan<Kernel> largest(slice_problem(0), 1);
+  const int64_t per_thread = largest.a_floats + largest.b_floats;
+  PackBuffer buffer(slices * per_thread);
+#pragma omp parallel for num_threads(slices) schedule(static)
+  for (int s = 0; s < slices; ++s) {
+    const Problem q = slice_problem(s);
+    float* mine = buffer.data() + s * per_thread;
+    run_team<Kernel>(q, Plan<Kernel>(q, 1), false, mine + largest.b_floats, mine);
+  }
+}
+
 // One GEMM with micro-kernel Kernel on up to `threads` OpenMP threads.
 template <class Kernel>
 inline void gemm_with(const Problem& p, int threads) {
@@ -225,6 +263,10 @@ inline void gemm_with(const Problem& p, int threads) {
     return;
   }
   if (p.flops() < kParallelMinFlops) threads = 1;
+  if (threads > 1 && DepthBlocks(p.K).count >= kDeepSplitBlocks) {
+    run_slices<Kernel>(p, threads);
+    return;
+  }
   const Plan<Kernel> plan(p, threads);
   if (threads == 1) {
     PackBuffer buffer(plan.b_floats + plan.a_floats);

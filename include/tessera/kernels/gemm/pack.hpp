@@ -127,4 +127,24 @@ inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int j, int 
     pack_direct<NR>(B + int64_t(p0) * ldb + j, ldb, cols, kc, dst);
 }
 
+// Packs slivers [s0, s1) of a panel of op(B) whose columns start at j and end before j + cols (cols may
+// cut the last sliver), depth [p0, p0 + kc): sliver s at dst + s * kc * NR, laid out as pack_b_sliver
+// lays it. Untransposed, the full slivers are copied row by row, so B is read in order: the hardware
+// prefetcher follows that, where sliver by sliver it meets a new row every NR floats (twice as slow on
+// the deep weight-gradient products).
+template <int NR>
+inline void pack_b_slivers(bool trans_b, const float* B, int64_t ldb, int j, int cols, int p0, int kc, int s0, int s1,
+                           float* dst) {
+  const int full_end = trans_b ? s0 : std::max(s0, std::min(s1, cols / NR));
+  for (int k = 0; k < kc && full_end > s0; ++k) {
+    const float* row = B + int64_t(p0 + k) * ldb + j;
+    for (int s = s0; s < full_end; ++s) {
+      float* out = dst + (int64_t(s) * kc + k) * NR;
+      for (int c = 0; c < NR; ++c) out[c] = row[s * NR + c];
+    }
+  }
+  for (int s = full_end; s < s1; ++s)
+    pack_b_sliver<NR>(trans_b, B, ldb, j + s * NR, std::min(NR, cols - s * NR), p0, kc, dst + int64_t(s) * kc * NR);
+}
+
 }  // namespace tessera::kernels::gemm_impl
