@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build/release}
 python=${2:-python3}
 out=${3:-bench-results}
-repetitions=${REPETITIONS:-5}
+repetitions=${REPETITIONS:-9}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
 steps=${STEPS:-10}
@@ -26,8 +26,10 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
      "flags: $(grep -o -w -m1 -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | xargs)"
 for bench in gemm_bench kernels_bench attention_bench; do
   echo "running $bench ($repetitions repetitions, OMP_NUM_THREADS=$threads) ..." >&2
+  # Interleaved: the repetitions of all benchmarks run in random order, so a slow spell of this shared
+  # machine falls on ours and Eigen alike instead of on whichever ran during it.
   OMP_NUM_THREADS=$threads "$build/bench/$bench" --benchmark_repetitions="$repetitions" \
-    --benchmark_format=json --benchmark_out="$out/$bench.json" --benchmark_out_format=json >/dev/null
+    --benchmark_enable_random_interleaving=true --benchmark_format=json --benchmark_out="$out/$bench.json" --benchmark_out_format=json >/dev/null
 done
 "$python" bench/summarize.py "$out/gemm_bench.json" "$out/attention_bench.json" "$out/kernels_bench.json"
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Plots the per-epoch test accuracy of a train_cifar10 CSV beside the PyTorch + timm reference run.
 
-Usage: plot_training_curve.py TRAIN.csv OUT.png [--title TEXT]
+Usage: plot_training_curve.py TRAIN.csv [TRAIN.csv ...] OUT.png [--labels NAME ...] [--title TEXT]
+
+Several CSVs (for example runs with different --seed) are drawn as one line each, labelled by --labels or else
+by their file names.
 
 The reference curve is PyTorch + timm trained with the same recipe on the same JPEG data, as recorded in
 ../shared/GUIDE.md ("Reference numbers"; made by ../shared/reference/timm_reference.py). The reference for the
@@ -30,27 +33,35 @@ def read_csv(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv")
+    parser.add_argument("csv", nargs="+")
     parser.add_argument("out")
+    parser.add_argument("--labels", nargs="+", help="one legend name per CSV (default: the file names)")
     parser.add_argument("--title", default="vit_cifar on CIFAR-10, reference recipe")
     args = parser.parse_args()
+    if args.labels and len(args.labels) != len(args.csv):
+        parser.error(f"--labels gives {len(args.labels)} names for {len(args.csv)} CSV files")
+    labels = args.labels or [path.rsplit("/", 1)[-1] for path in args.csv]
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs, accuracy, elapsed = read_csv(args.csv)
-    reference = REFERENCE.get(max(epochs))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.plot(epochs, accuracy, "o-", label=f"tessera ({accuracy[-1]:.1f}% after {max(epochs)}, "
-                                          f"{elapsed[-1] / 60:.0f} min on 2 cores)")
+    last_epoch = 0
+    for path, label in zip(args.csv, labels):
+        epochs, accuracy, elapsed = read_csv(path)
+        last_epoch = max(last_epoch, max(epochs))
+        name = f"tessera {label}" if len(args.csv) > 1 else "tessera"
+        ax.plot(epochs, accuracy, "o-", label=f"{name} ({accuracy[-1]:.1f}% after {max(epochs)}, "
+                                              f"{elapsed[-1] / 60:.0f} min on 2 cores)")
+    reference = REFERENCE.get(last_epoch)
     if reference:
         ax.plot(range(1, len(reference) + 1), reference, "s--", label=f"PyTorch + timm reference ({reference[-1]}%)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(args.title)
-    ax.set_xticks(range(1, max(epochs) + 1, 1 if max(epochs) <= 10 else 5))
+    ax.set_xticks(range(1, last_epoch + 1, 1 if last_epoch <= 10 else 5))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
