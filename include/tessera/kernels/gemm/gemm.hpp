@@ -100,7 +100,9 @@ struct Plan {
   int64_t a_floats = 0;   // packed A block of one thread
   int64_t b_floats = 0;   // packed B panel
 
-  Plan(const Problem& p, int threads) : depth(p.K) {
+  // one_block_groups: B is packed one depth block at a time, which keeps the packed block in L2 until it is
+  // used; larger groups only pay off when C is too big to stay in cache across the depth blocks.
+  Plan(const Problem& p, int threads, bool one_block_groups = false) : depth(p.K) {
     constexpr int MR = Kernel::mr, NR = Kernel::nr;
     static_assert(kMC % MR == 0, "kMC must hold whole micro-tiles: a_floats below relies on mc <= kMC");
     // Row blocks of at most kMC rows; with a team, several per thread (down to kMinMC rows) so that
@@ -114,7 +116,8 @@ struct Plan {
     // Too few rows for the team: also share each panel's columns.
     const int64_t panel = round_up(std::min(p.N, kNC), NR);
     if (threads > 1 && m_blocks < 2 * threads) n_chunks = int(std::min(ceil_div(4 * threads, m_blocks), panel / NR));
-    group_blocks = int(std::clamp<int64_t>(kPackedBFloats / (panel * depth.depth), 1, depth.count));
+    group_blocks =
+        one_block_groups ? 1 : int(std::clamp<int64_t>(kPackedBFloats / (panel * depth.depth), 1, depth.count));
     // With many rows per thread, packing all of B per thread costs little and saves a barrier.
     shared_b = threads > 1 && (p.M < kPrivateBRows * threads || group_blocks < depth.count || p.N > kNC);
     a_floats = round_up(std::min<int64_t>(kMC, round_up(p.M, MR)) * depth.depth, 16);
@@ -226,13 +229,13 @@ inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, floa
 }
 
 // A deep product (K of at least kDeepSplitBlocks depth blocks, like a weight gradient dYᵀX whose depth is
-// the batch's rows) on `threads` threads: the larger side of C is cut into one slice per thread and each
-// thread runs its slice alone, packing its own panels. A team would meet at two barriers per group of
-// depth blocks; the slices never wait, and the copy each thread packs of the other operand is the smaller
-// one. The depth split is the same, so C has the same bits as with one thread.
+// the batch's rows) on `threads` threads: C is cut into one slice of rows per thread (of columns when there
+// are too few rows) and each thread runs its slice alone, packing its own panels, one depth block at a time.
+// A team would meet at two barriers per group of depth blocks; the slices never wait. The depth split is
+// the same, so C has the same bits as with one thread.
 template <class Kernel>
 inline void run_slices(const Problem& p, int threads) {
-  const bool by_columns = p.N > p.M;
+  const bool by_columns = p.M < threads * kMinMC && p.N > p.M;
   const int extent = by_columns ? p.N : p.M, unit = by_columns ? Kernel::nr : Kernel::mr;
   const int slice = int(round_up(ceil_div(extent, threads), unit));
   const int slices = int(ceil_div(extent, slice));
@@ -240,14 +243,14 @@ inline void run_slices(const Problem& p, int threads) {
     const int begin = s * slice, size = std::min(slice, extent - begin);
     return by_columns ? p.column_slice(begin, size) : p.row_slice(begin, size);
   };
-  const Plan<Kernel> largest(slice_problem(0), 1);
+  const Plan<Kernel> largest(slice_problem(0), 1, true);
   const int64_t per_thread = largest.a_floats + largest.b_floats;
   PackBuffer buffer(slices * per_thread);
 #pragma omp parallel for num_threads(slices) schedule(static)
   for (int s = 0; s < slices; ++s) {
     const Problem q = slice_problem(s);
     float* mine = buffer.data() + s * per_thread;
-    run_team<Kernel>(q, Plan<Kernel>(q, 1), false, mine + largest.b_floats, mine);
+    run_team<Kernel>(q, Plan<Kernel>(q, 1, true), false, mine + largest.b_floats, mine);
   }
 }
 
