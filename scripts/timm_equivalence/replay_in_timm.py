@@ -1,0 +1,107 @@
+"""Redoes in timm what record_steps recorded from tessera's trainer, and says where the two differ.
+
+1. Augmentation: each recorded sample is matched against PIL's decoding of its file, zero-padded by 4, at all 81
+   crop offsets and both flips; the best match must be within JPEG-decoder rounding, the offsets uniform over 0..8
+   and about half the samples flipped, and the label the sample's folder.
+2. Training: timm's VisionTransformer starts from tessera's initial weights and takes the recorded steps on the
+   recorded batches with torch.optim.AdamW and the recipe's weight-decay groups and schedule; the losses and every
+   parameter afterwards must agree with tessera's to float32 rounding.
+3. Trained model (when recorded): tessera's gradients on one batch are compared with timm's in float64, beside timm's
+   own float32 error.
+Usage: replay_in_timm.py OUT_DIR  (a development check; needs torch, timm, safetensors, numpy, pillow)
+"""
+import collections, math, sys
+import numpy as np, torch, torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer
+
+out = sys.argv[1]
+torch.set_num_threads(2)
+MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(3, 1, 1)
+STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(3, 1, 1)
+X = np.fromfile(f"{out}/batches.f32", dtype=np.float32).reshape(-1, 128, 3, 32, 32)
+Y = np.fromfile(f"{out}/labels.i64", dtype=np.int64).reshape(-1, 128)
+samples = [line.rstrip("\n").split("\t") for line in open(f"{out}/samples.tsv")]
+ours = [float(v) for v in open(f"{out}/tessera_loss.txt")]
+failures = []
+
+def vit(): return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6, num_heads=3,
+                                    mlp_ratio=2.0, qkv_bias=True)
+
+# ---- 1. augmentation
+images = X.reshape(-1, 3, 32, 32)
+offsets = collections.Counter(); flips = 0; errors = []; wrong_labels = 0
+for x, (path, class_name) in zip(images, samples):
+    wrong_labels += path.split("/")[-2] != class_name
+    padded = np.zeros((3, 40, 40), np.float32)
+    padded[:, 4:36, 4:36] = np.asarray(Image.open(path).convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+    raw = x * STD + MEAN
+    best = min((np.abs((padded[:, oy:oy + 32, ox:ox + 32][:, :, ::-1] if f else padded[:, oy:oy + 32, ox:ox + 32]) - raw).mean(),
+                oy, ox, f) for oy in range(9) for ox in range(9) for f in (0, 1))
+    errors.append(best[0] * 255); offsets[best[1]] += 1; offsets[best[2]] += 1; flips += best[3]
+n = len(samples)
+counts = [offsets[i] for i in range(9)]
+chi2 = sum((c - 2 * n / 9) ** 2 / (2 * n / 9) for c in counts)
+print(f"augmentation: {n} samples; best-match mean |difference| median {np.median(errors):.3f}, max {max(errors):.3f} "
+      f"of 255; flipped {flips / n:.3f}; offsets 0..8 (rows and columns) {counts}, chi-square {chi2:.1f} (8 dof); "
+      f"wrong labels {wrong_labels}")
+if max(errors) > 1.0: failures.append("a sample matches no crop/flip of its file")
+if wrong_labels: failures.append("labels differ from the folders")
+if chi2 > 26.1 or abs(flips / n - 0.5) > 4 * 0.5 / math.sqrt(n): failures.append("offsets or flips not uniform")  # p < 0.001
+
+# ---- 2. training steps
+steps = len(ours)
+m = vit(); init = load_file(f"{out}/init.safetensors"); m.load_state_dict(init, strict=True)
+decayed = lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n
+opt = torch.optim.AdamW([{"params": [p for n, p in m.named_parameters() if decayed(n, p)], "weight_decay": 0.05},
+                         {"params": [p for n, p in m.named_parameters() if not decayed(n, p)], "weight_decay": 0.0}],
+                        lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+spe, warm, total = 390, 390, 3900
+lr_at = lambda s: 1e-3 * (s + 1) / warm if s < warm else 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+m.train(); theirs = []
+for s in range(steps):
+    for g in opt.param_groups: g["lr"] = lr_at(s)
+    loss = F.cross_entropy(m(torch.from_numpy(X[s])), torch.from_numpy(Y[s]), label_smoothing=0.1)
+    opt.zero_grad(); loss.backward(); opt.step(); theirs.append(loss.item())
+loss_diff = max(abs(a - b) for a, b in zip(ours, theirs))
+final = load_file(f"{out}/final.safetensors")
+rel = {}
+for name, p in m.named_parameters():
+    moved = (p.detach().double() - init[name].double()).norm()
+    rel[name] = ((final[name].double() - p.detach().double()).norm() / moved.clamp_min(1e-30)).item()
+# The key bias gets no gradient in exact arithmetic (softmax ignores a per-row constant): both libraries step on
+# rounding noise there, so it is reported apart.
+key_bias = {k: v for k, v in rel.items() if k.endswith("qkv.bias")}
+rest = {k: v for k, v in rel.items() if k not in key_bias}
+worst = max(rest, key=rest.get)
+print(f"training: {steps} steps; losses {ours[0]:.4f} -> {ours[-1]:.4f} (tessera), {theirs[0]:.4f} -> {theirs[-1]:.4f} "
+      f"(timm), largest difference {loss_diff:.2e}; parameters after the steps: |tessera - timm| / |timm's change| "
+      f"at most {rest[worst]:.2e} ({worst}), median {np.median(list(rest.values())):.2e}; qkv biases (key part "
+      f"has no gradient) at most {max(key_bias.values()):.2e}")
+if loss_diff > 1e-4 * steps ** 0.5: failures.append("losses differ")
+if rest[worst] > 1e-3: failures.append(f"{worst} differs")
+
+# ---- 3. gradients of a trained model
+try:
+    t = load_file(f"{out}/trained_gradients.safetensors")
+except FileNotFoundError:
+    t = None
+if t is not None:
+    res = {}
+    for dtype in (torch.float32, torch.float64):
+        m = vit(); m.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("param.")}); m = m.to(dtype)
+        m.train(); logits = m(torch.from_numpy(X[0]).to(dtype))
+        F.cross_entropy(logits, torch.from_numpy(Y[0]), label_smoothing=0.1).backward()
+        res[dtype] = {n: p.grad.double() for n, p in m.named_parameters()}
+    exact, single = res[torch.float64], res[torch.float32]
+    err = lambda g, n: ((g - exact[n]).norm() / exact[n].norm()).item()
+    ratios = {n: err(t["grad." + n].double(), n) / max(err(single[n], n), 1e-12) for n in exact}
+    ours_err = max(err(t["grad." + n].double(), n) for n in exact)
+    print(f"trained model: gradient error against timm float64 at most {ours_err:.2e} (tessera), "
+          f"{max(err(single[n], n) for n in exact):.2e} (timm float32); tessera/timm error ratio median "
+          f"{np.median(list(ratios.values())):.2f}, max {max(ratios.values()):.2f}")
+    if ours_err > 1e-4: failures.append("trained-model gradients differ")
+
+print("FAIL: " + "; ".join(failures) if failures else "OK: tessera's trainer and timm agree to float32 rounding")
+sys.exit(1 if failures else 0)
