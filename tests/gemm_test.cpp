@@ -402,13 +402,44 @@ TEST_CASE("gemm_batched matches per-item reference products") {
     }
 }
 
+TEST_CASE("a deep product is the sum of its two depth groups, each multiplied as a GEMM of its own") {
+  // K = 2100 is 9 depth blocks of 234; the groups are blocks 0-3 (K 936) and 4-8 (K 1164), neither deep itself.
+  for (int t = 0; t < 4; ++t) {
+    Case c;
+    c.trans_a = t & 1;
+    c.trans_b = t & 2;
+    c.M = 37;
+    c.N = 53;
+    c.K = 2100;
+    c.alpha = 0.75f;
+    c.beta = 0.5f;
+    c.seed = 3000 + t;
+    CAPTURE(t);
+    const Operands ops = make_operands(c);
+    std::vector<float> whole = ops.C, first = ops.C, second(ops.C.size(), 0.0f);
+    tessera::kernels::gemm(c.trans_a, c.trans_b, c.M, c.N, c.K, c.alpha, ops.A.data(), c.lda(), ops.B.data(), c.ldb(),
+                           c.beta, whole.data(), c.ldc());
+    const int split = 936;
+    const float* A2 = c.trans_a ? ops.A.data() + split * c.lda() : ops.A.data() + split;
+    const float* B2 = c.trans_b ? ops.B.data() + split : ops.B.data() + split * c.ldb();
+    tessera::kernels::gemm(c.trans_a, c.trans_b, c.M, c.N, split, c.alpha, ops.A.data(), c.lda(), ops.B.data(), c.ldb(),
+                           c.beta, first.data(), c.ldc());
+    tessera::kernels::gemm(c.trans_a, c.trans_b, c.M, c.N, c.K - split, c.alpha, A2, c.lda(), B2, c.ldb(), 0.0f,
+                           second.data(), c.ldc());
+    for (int i = 0; i < c.M; ++i)
+      for (int j = 0; j < c.N; ++j) first[i * c.ldc() + j] += second[i * c.ldc() + j];
+    CHECK(std::memcmp(whole.data(), first.data(), whole.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("results are bit-identical with 1, 2 and 3 threads") {
   const int saved = omp_get_max_threads();
   struct Shape {
     int M, N, K;
   };
   unsigned seed = 2000;
-  // The last two are deep (K of 9 depth blocks): threaded, they are cut into slices of rows, then of columns.
+  // The last two are deep (K of 9 depth blocks): summed in two depth groups, each cut into slices of rows (then of
+  // columns) when there are more threads than groups.
   for (const Shape& s : {Shape{500, 300, 600}, Shape{7, 1000, 300}, Shape{1000, 7, 513}, Shape{97, 193, 65},
                          Shape{200, 45, 2100}, Shape{40, 200, 2100}})
     for (int t = 0; t < 4; ++t) {

@@ -17,7 +17,8 @@ inline constexpr int kNC = 4096;
 inline constexpr int kMinMC = 48;
 // From this many rows per thread, each thread packs its own copy of B instead of sharing one (no barrier).
 inline constexpr int kPrivateBRows = 1024;
-// From this many depth blocks (K > 1792), a threaded GEMM cuts C into one independent slice per thread.
+// From this many depth blocks (K > 1792), a GEMM is a deep product: summed in kDepthGroups groups of depth
+// blocks, each group's C cut into independent slices (gemm.hpp, run_deep).
 inline constexpr int kDeepSplitBlocks = 8;
 // Up to this many floats (2 MiB), B is packed for several depth blocks at once (larger buffers cost page
 // faults on every call, as the allocator hands them back to the system).

@@ -228,29 +228,74 @@ inline void run_team(const Problem& p, const Plan<Kernel>& plan, bool team, floa
   }
 }
 
-// A deep product (K of at least kDeepSplitBlocks depth blocks, like a weight gradient dYᵀX whose depth is
-// the batch's rows) on `threads` threads: C is cut into one slice of rows per thread (of columns when there
-// are too few rows) and each thread runs its slice alone, packing its own panels, one depth block at a time.
-// A team would meet at two barriers per group of depth blocks; the slices never wait. The depth split is
-// the same, so C has the same bits as with one thread.
+// A deep product is summed in kDepthGroups contiguous groups of depth blocks, each group to its own partial
+// C, then added in group order: the grouping depends on K only, so the bits do not depend on the threads.
+inline constexpr int kDepthGroups = 2;
+
+// A deep product (K of at least kDeepSplitBlocks depth blocks, like a weight gradient dYᵀX whose depth is the
+// batch's rows), on any number of threads. K is cut into kDepthGroups groups of whole depth blocks; group 0
+// accumulates into C (with beta), the others into partial products of their own; each group's C is cut into
+// row slices (column slices when rows are few), and every (group, slice) unit is run by one thread alone,
+// packing its own panels one depth block at a time — no barrier inside. Then the partials are added to C in
+// group order and the bias and activation applied. Splitting the depth halves what each thread packs of A
+// and of B, where slices of C alone make every thread pack all of B (or of A).
 template <class Kernel>
-inline void run_slices(const Problem& p, int threads) {
-  const bool by_columns = p.M < threads * kMinMC && p.N > p.M;
+inline void run_deep(const Problem& p, int threads) {
+  const DepthBlocks depth(p.K);
+  int group_k[kDepthGroups + 1];
+  for (int g = 0; g <= kDepthGroups; ++g) group_k[g] = g == kDepthGroups ? p.K : depth.begin(depth.count * g / kDepthGroups);
+  const int slices_per_group = int(std::max<int64_t>(1, ceil_div(threads, kDepthGroups)));
+  const bool by_columns = p.M < slices_per_group * kMinMC && p.N > p.M;
   const int extent = by_columns ? p.N : p.M, unit = by_columns ? Kernel::nr : Kernel::mr;
-  const int slice = int(round_up(ceil_div(extent, threads), unit));
+  const int slice = int(round_up(ceil_div(extent, slices_per_group), unit));
   const int slices = int(ceil_div(extent, slice));
-  auto slice_problem = [&](int s) {
-    const int begin = s * slice, size = std::min(slice, extent - begin);
-    return by_columns ? p.column_slice(begin, size) : p.row_slice(begin, size);
+  PackBuffer partials(int64_t(kDepthGroups - 1) * p.M * p.N);
+  // Group g of the product, without bias or activation (applied once, after the sum).
+  auto group_problem = [&](int g) {
+    Problem q = p;
+    q.K = group_k[g + 1] - group_k[g];
+    q.A = p.trans_a ? p.A + int64_t(group_k[g]) * p.lda : p.A + group_k[g];
+    q.B = p.trans_b ? p.B + group_k[g] : p.B + int64_t(group_k[g]) * p.ldb;
+    q.epilogue = GemmEpilogue{};
+    if (g > 0) {
+      q.beta = 0.0f;
+      q.C = partials.data() + int64_t(g - 1) * p.M * p.N;
+      q.ldc = p.N;
+    }
+    return q;
   };
-  const Plan<Kernel> largest(slice_problem(0), 1, true);
-  const int64_t per_thread = largest.a_floats + largest.b_floats;
-  PackBuffer buffer(slices * per_thread);
-#pragma omp parallel for num_threads(slices) schedule(static)
-  for (int s = 0; s < slices; ++s) {
-    const Problem q = slice_problem(s);
-    float* mine = buffer.data() + s * per_thread;
-    run_team<Kernel>(q, Plan<Kernel>(q, 1, true), false, mine + largest.b_floats, mine);
+  auto unit_problem = [&](int u) {
+    const Problem q = group_problem(u / slices);
+    const int begin = u % slices * slice, size = std::min(slice, extent - begin);
+    return by_columns ? q.column_slice(begin, size) : q.row_slice(begin, size);
+  };
+  int64_t per_thread = 0;
+  for (int g = 0; g < kDepthGroups; ++g) {
+    const Plan<Kernel> plan(unit_problem(g * slices), 1, true);
+    per_thread = std::max(per_thread, plan.a_floats + plan.b_floats);
+  }
+  const int team = std::min(threads, kDepthGroups * slices);
+  PackBuffer buffer(team * per_thread);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    float* mine = buffer.data() + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic, 1)
+    for (int u = 0; u < kDepthGroups * slices; ++u) {
+      const Problem q = unit_problem(u);
+      const Plan<Kernel> plan(q, 1, true);
+      run_team<Kernel>(q, plan, false, mine + plan.b_floats, mine);
+    }
+#pragma omp for schedule(static)
+    for (int i = 0; i < p.M; ++i) {
+      float* c = p.C + int64_t(i) * p.ldc;
+      for (int g = 1; g < kDepthGroups; ++g) {
+        const float* partial = partials.data() + (int64_t(g - 1) * p.M + i) * p.N;
+        for (int j = 0; j < p.N; ++j) c[j] += partial[j];
+      }
+      if (p.epilogue.bias)
+        for (int j = 0; j < p.N; ++j) c[j] += p.epilogue.bias[j];
+      apply_activation(p.epilogue, p.C, p.ldc, i, 1, 0, p.N);
+    }
   }
 }
 
@@ -266,8 +311,8 @@ inline void gemm_with(const Problem& p, int threads) {
     return;
   }
   if (p.flops() < kParallelMinFlops) threads = 1;
-  if (threads > 1 && DepthBlocks(p.K).count >= kDeepSplitBlocks) {
-    run_slices<Kernel>(p, threads);
+  if (DepthBlocks(p.K).count >= kDeepSplitBlocks) {
+    run_deep<Kernel>(p, threads);
     return;
   }
   const Plan<Kernel> plan(p, threads);
@@ -307,7 +352,9 @@ inline void gemm_batched_with(const Problem& p, int64_t stride_a, int64_t stride
     return q;
   };
   if (p.flops() * batch < kParallelMinFlops) threads = 1;
-  if (threads == 1 || (p.flops() >= kLargeItemFlops && batch < 4 * threads)) {
+  // Deep items go through gemm_with one by one, so each has the bits gemm would give it.
+  if (threads == 1 || (p.flops() >= kLargeItemFlops && batch < 4 * threads) ||
+      DepthBlocks(p.K).count >= kDeepSplitBlocks) {
     for (int b = 0; b < batch; ++b) gemm_with<Kernel>(item(b), threads);
     return;
   }
