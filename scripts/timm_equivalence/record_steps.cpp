@@ -2,6 +2,7 @@
 // the initial weights, the augmented batches (with each sample's file), every loss, and the weights afterwards;
 // with a checkpoint, also the gradients of that trained model on the first batch.
 // Build and run with scripts/timm_equivalence/run.sh.
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -73,8 +74,8 @@ int main(int argc, char** argv) {
     optim::AdamW<float> optimizer(
         optim::param_groups_weight_decay(model.named_parameters(), recipe.weight_decay, recipe.no_weight_decay),
         optim::AdamWOptions{recipe.lr, recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay});
-    const optim::CosineSchedule schedule(recipe.lr, recipe.epochs * steps_per_epoch,
-                                         std::llround(recipe.warmup_epochs * static_cast<double>(steps_per_epoch)), recipe.min_lr);
+    const int64_t warmup_steps = std::llround(recipe.warmup_epochs * static_cast<double>(steps_per_epoch));
+    const optim::CosineSchedule schedule(recipe.lr, recipe.epochs * steps_per_epoch, warmup_steps, recipe.min_lr);
 
     std::ofstream images(out / "batches.f32", std::ios::binary), labels(out / "labels.i64", std::ios::binary);
     std::ofstream samples(out / "samples.tsv"), losses(out / "tessera_loss.txt");
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
     model.train();
     for (int s = 0; s < steps; ++s) {
       std::optional<data::Batch> batch = loader.next();
-      TESSERA_CHECK(batch.has_value(), "record_steps: ", steps, " steps is more than one epoch (", steps_per_epoch, ")");
+      TESSERA_CHECK(batch.has_value(), "record_steps: ", steps, " steps is more than one epoch (", steps_per_epoch,
+                    ")");
       write_raw(images, batch->images.data(), static_cast<size_t>(batch->images.numel()));
       write_raw(labels, batch->labels.data(), batch->labels.size());
       for (size_t i = 0; i < batch->labels.size(); ++i)

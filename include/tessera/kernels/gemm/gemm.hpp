@@ -243,7 +243,8 @@ template <class Kernel>
 inline void run_deep(const Problem& p, int threads) {
   const DepthBlocks depth(p.K);
   int group_k[kDepthGroups + 1];
-  for (int g = 0; g <= kDepthGroups; ++g) group_k[g] = g == kDepthGroups ? p.K : depth.begin(depth.count * g / kDepthGroups);
+  for (int g = 0; g < kDepthGroups; ++g) group_k[g] = depth.begin(depth.count * g / kDepthGroups);
+  group_k[kDepthGroups] = p.K;
   const int slices_per_group = int(std::max<int64_t>(1, ceil_div(threads, kDepthGroups)));
   const bool by_columns = p.M < slices_per_group * kMinMC && p.N > p.M;
   const int extent = by_columns ? p.N : p.M, unit = by_columns ? Kernel::nr : Kernel::mr;
