@@ -2,9 +2,11 @@
 """Plots the per-epoch test accuracy of a train_cifar10 CSV beside the PyTorch + timm reference run.
 
 Usage: plot_training_curve.py TRAIN.csv [TRAIN.csv ...] OUT.png [--labels NAME ...] [--title TEXT]
+                              [--timm TIMM.csv ...] [--timm-labels NAME ...]
 
 Several CSVs (for example runs with different --seed) are drawn as one line each, labelled by --labels or else
-by their file names.
+by their file names. --timm adds runs of timm itself in the same CSV format (scripts/timm_reference_cpu.py writes
+them), drawn dashed.
 
 The reference curve is PyTorch + timm trained with the same recipe on the same JPEG data, as recorded in
 ../shared/GUIDE.md ("Reference numbers"; made by ../shared/reference/timm_reference.py). The reference for the
@@ -37,10 +39,15 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--labels", nargs="+", help="one legend name per CSV (default: the file names)")
     parser.add_argument("--title", default="vit_cifar on CIFAR-10, reference recipe")
+    parser.add_argument("--timm", nargs="+", default=[], help="CSVs of timm runs (scripts/timm_reference_cpu.py)")
+    parser.add_argument("--timm-labels", nargs="+", help="one legend name per --timm CSV (default: the file names)")
     args = parser.parse_args()
     if args.labels and len(args.labels) != len(args.csv):
         parser.error(f"--labels gives {len(args.labels)} names for {len(args.csv)} CSV files")
+    if args.timm_labels and len(args.timm_labels) != len(args.timm):
+        parser.error(f"--timm-labels gives {len(args.timm_labels)} names for {len(args.timm)} CSV files")
     labels = args.labels or [path.rsplit("/", 1)[-1] for path in args.csv]
+    timm_labels = args.timm_labels or [path.rsplit("/", 1)[-1] for path in args.timm]
 
     import matplotlib
 
@@ -55,15 +62,21 @@ def main():
         name = f"tessera {label}" if len(args.csv) > 1 else "tessera"
         ax.plot(epochs, accuracy, "o-", label=f"{name} ({accuracy[-1]:.1f}% after {max(epochs)}, "
                                               f"{elapsed[-1] / 60:.0f} min on 2 cores)")
+    for path, label in zip(args.timm, timm_labels):
+        epochs, accuracy, elapsed = read_csv(path)
+        last_epoch = max(last_epoch, max(epochs))
+        ax.plot(epochs, accuracy, "^:", label=f"timm {label} ({accuracy[-1]:.1f}% after {max(epochs)}, "
+                                              f"{elapsed[-1] / 60:.0f} min on 2 cores)")
     reference = REFERENCE.get(last_epoch)
     if reference:
-        ax.plot(range(1, len(reference) + 1), reference, "s--", label=f"PyTorch + timm reference ({reference[-1]}%)")
+        ax.plot(range(1, len(reference) + 1), reference, "s--",
+                label=f"PyTorch + timm reference, GPU, one seed ({reference[-1]}%)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(args.title)
     ax.set_xticks(range(1, last_epoch + 1, 1 if last_epoch <= 10 else 5))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"wrote {args.out}")
