@@ -3,9 +3,10 @@
 1. Augmentation: each recorded sample is matched against PIL's decoding of its file, zero-padded by 4, at all 81
    crop offsets and both flips; the best match must be within JPEG-decoder rounding, the offsets uniform over 0..8
    and about half the samples flipped, and the label the sample's folder.
-2. Training: timm's VisionTransformer starts from tessera's initial weights and takes the recorded steps on the
-   recorded batches with torch.optim.AdamW and the recipe's weight-decay groups and schedule; the losses and every
-   parameter afterwards must agree with tessera's to float32 rounding.
+2. Training: timm's VisionTransformer starts from tessera's starting weights (and AdamW state, when the steps continue
+   a checkpoint) and takes the recorded steps on the recorded batches with torch.optim.AdamW and the recipe's
+   weight-decay groups and schedule; the learning rates, the losses and every parameter afterwards must agree with
+   tessera's to float32 rounding. The same steps without weight decay show how large a difference the check sees.
 3. Trained model (when recorded): tessera's gradients on one batch are compared with timm's in float64, beside timm's
    own float32 error.
 Usage: replay_in_timm.py OUT_DIR  (a development check; needs torch, timm, safetensors, numpy, pillow)
@@ -23,7 +24,9 @@ STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(3, 1, 1)
 X = np.fromfile(f"{out}/batches.f32", dtype=np.float32).reshape(-1, 128, 3, 32, 32)
 Y = np.fromfile(f"{out}/labels.i64", dtype=np.int64).reshape(-1, 128)
 samples = [line.rstrip("\n").split("\t") for line in open(f"{out}/samples.tsv")]
-ours = [float(v) for v in open(f"{out}/tessera_loss.txt")]
+recorded = [line.split() for line in open(f"{out}/tessera_loss.txt")]
+ours, our_lrs = [float(r[0]) for r in recorded], [float(r[1]) for r in recorded]
+start = int(open(f"{out}/start_step.txt").read())
 failures = []
 
 def vit(): return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6, num_heads=3,
@@ -51,36 +54,61 @@ if wrong_labels: failures.append("labels differ from the folders")
 if chi2 > 26.1 or abs(flips / n - 0.5) > 4 * 0.5 / math.sqrt(n): failures.append("offsets or flips not uniform")  # p < 0.001
 
 # ---- 2. training steps
-steps = len(ours)
-m = vit(); init = load_file(f"{out}/init.safetensors"); m.load_state_dict(init, strict=True)
-decayed = lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n
-opt = torch.optim.AdamW([{"params": [p for n, p in m.named_parameters() if decayed(n, p)], "weight_decay": 0.05},
-                         {"params": [p for n, p in m.named_parameters() if not decayed(n, p)], "weight_decay": 0.0}],
-                        lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+init = load_file(f"{out}/init.safetensors")
+try:
+    adam_state = load_file(f"{out}/optimizer.safetensors")
+except FileNotFoundError:
+    adam_state = None
 spe, warm, total = 390, 390, 3900
 lr_at = lambda s: 1e-3 * (s + 1) / warm if s < warm else 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
-m.train(); theirs = []
-for s in range(steps):
-    for g in opt.param_groups: g["lr"] = lr_at(s)
-    loss = F.cross_entropy(m(torch.from_numpy(X[s])), torch.from_numpy(Y[s]), label_smoothing=0.1)
-    opt.zero_grad(); loss.backward(); opt.step(); theirs.append(loss.item())
+lr_diff = max(abs(lr - lr_at(start + s)) / lr_at(start + s) for s, lr in enumerate(our_lrs))
+
+def train_in_timm(weight_decay):
+    m = vit(); m.load_state_dict(init, strict=True)
+    decayed = lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n
+    opt = torch.optim.AdamW([{"params": [p for n, p in m.named_parameters() if decayed(n, p)], "weight_decay": weight_decay},
+                             {"params": [p for n, p in m.named_parameters() if not decayed(n, p)], "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    if adam_state is not None:
+        for n, p in m.named_parameters():
+            opt.state[p] = {"step": adam_state["step." + n].reshape(()).clone(), "exp_avg": adam_state["exp_avg." + n].clone(),
+                            "exp_avg_sq": adam_state["exp_avg_sq." + n].clone()}
+    m.train(); losses = []
+    for s in range(steps):
+        for g in opt.param_groups: g["lr"] = lr_at(start + s)
+        loss = F.cross_entropy(m(torch.from_numpy(X[s])), torch.from_numpy(Y[s]), label_smoothing=0.1)
+        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+    return m, losses
+
+def differences(m):  # |tessera - timm| / |timm's change| of each parameter
+    final = load_file(f"{out}/final.safetensors")
+    rel = {}
+    for name, p in m.named_parameters():
+        moved = (p.detach().double() - init[name].double()).norm()
+        rel[name] = ((final[name].double() - p.detach().double()).norm() / moved.clamp_min(1e-30)).item()
+    return rel
+
+steps = len(ours)
+m, theirs = train_in_timm(0.05)
 loss_diff = max(abs(a - b) for a, b in zip(ours, theirs))
-final = load_file(f"{out}/final.safetensors")
-rel = {}
-for name, p in m.named_parameters():
-    moved = (p.detach().double() - init[name].double()).norm()
-    rel[name] = ((final[name].double() - p.detach().double()).norm() / moved.clamp_min(1e-30)).item()
+rel = differences(m)
 # The key bias gets no gradient in exact arithmetic (softmax ignores a per-row constant): both libraries step on
 # rounding noise there, so it is reported apart.
 key_bias = {k: v for k, v in rel.items() if k.endswith("qkv.bias")}
 rest = {k: v for k, v in rel.items() if k not in key_bias}
 worst = max(rest, key=rest.get)
-print(f"training: {steps} steps; losses {ours[0]:.4f} -> {ours[-1]:.4f} (tessera), {theirs[0]:.4f} -> {theirs[-1]:.4f} "
+no_decay = differences(train_in_timm(0.0)[0])
+sensitivity = max(v for k, v in no_decay.items() if k in rest)
+print(f"training: {steps} steps from step {start}{' (continuing the AdamW state)' if adam_state else ''}; learning "
+      f"rates agree with the recipe to {lr_diff:.1e}; losses {ours[0]:.4f} -> {ours[-1]:.4f} (tessera), {theirs[0]:.4f} -> {theirs[-1]:.4f} "
       f"(timm), largest difference {loss_diff:.2e}; parameters after the steps: |tessera - timm| / |timm's change| "
       f"at most {rest[worst]:.2e} ({worst}), median {np.median(list(rest.values())):.2e}; qkv biases (key part "
-      f"has no gradient) at most {max(key_bias.values()):.2e}")
+      f"has no gradient) at most {max(key_bias.values()):.2e}; timm without weight decay would differ by up to "
+      f"{sensitivity:.2e}")
 if loss_diff > 1e-4 * steps ** 0.5: failures.append("losses differ")
 if rest[worst] > 1e-3: failures.append(f"{worst} differs")
+if lr_diff > 1e-6: failures.append("learning rates differ from the recipe's schedule")
+if sensitivity < 10 * rest[worst]: failures.append("the steps are too few to tell whether weight decay is applied")
 
 # ---- 3. gradients of a trained model
 try:
