@@ -7,16 +7,13 @@ import os, sys
 import numpy as np, torch
 from PIL import Image
 from safetensors.torch import load_file
-from timm.models.vision_transformer import VisionTransformer
+from timm_recipe import MEAN, STD, vit
 
 checkpoint, root = sys.argv[1], os.path.join(sys.argv[2], "test")
 torch.set_num_threads(2)
-m = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_ratio=2.0,
-                      qkv_bias=True)
+m = vit()
 m.load_state_dict({k[len("model."):]: v for k, v in load_file(checkpoint).items() if k.startswith("model.")}, strict=True)
 m.eval()
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
 images, labels = [], []
 for label, name in enumerate(sorted(os.listdir(root))):
     for file in sorted(os.listdir(os.path.join(root, name))):

@@ -15,12 +15,10 @@ import collections, math, sys
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
-from timm.models.vision_transformer import VisionTransformer
+from timm_recipe import MEAN, STD, adamw, lr_at, vit
 
 out = sys.argv[1]
 torch.set_num_threads(2)
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(3, 1, 1)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(3, 1, 1)
 X = np.fromfile(f"{out}/batches.f32", dtype=np.float32).reshape(-1, 128, 3, 32, 32)
 Y = np.fromfile(f"{out}/labels.i64", dtype=np.int64).reshape(-1, 128)
 samples = [line.rstrip("\n").split("\t") for line in open(f"{out}/samples.tsv")]
@@ -28,9 +26,6 @@ recorded = [line.split() for line in open(f"{out}/tessera_loss.txt")]
 ours, our_lrs = [float(r[0]) for r in recorded], [float(r[1]) for r in recorded]
 start = int(open(f"{out}/start_step.txt").read())
 failures = []
-
-def vit(): return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6, num_heads=3,
-                                    mlp_ratio=2.0, qkv_bias=True)
 
 # ---- 1. augmentation
 images = X.reshape(-1, 3, 32, 32)
@@ -59,16 +54,11 @@ try:
     adam_state = load_file(f"{out}/optimizer.safetensors")
 except FileNotFoundError:
     adam_state = None
-spe, warm, total = 390, 390, 3900
-lr_at = lambda s: 1e-3 * (s + 1) / warm if s < warm else 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
 lr_diff = max(abs(lr - lr_at(start + s)) / lr_at(start + s) for s, lr in enumerate(our_lrs))
 
 def train_in_timm(weight_decay):
     m = vit(); m.load_state_dict(init, strict=True)
-    decayed = lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n
-    opt = torch.optim.AdamW([{"params": [p for n, p in m.named_parameters() if decayed(n, p)], "weight_decay": weight_decay},
-                             {"params": [p for n, p in m.named_parameters() if not decayed(n, p)], "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    opt = adamw(m, weight_decay)
     if adam_state is not None:
         for n, p in m.named_parameters():
             opt.state[p] = {"step": adam_state["step." + n].reshape(()).clone(), "exp_avg": adam_state["exp_avg." + n].clone(),
@@ -107,8 +97,8 @@ print(f"training: {steps} steps from step {start}{' (continuing the AdamW state)
       f"{sensitivity:.2e}")
 if loss_diff > 1e-4 * steps ** 0.5: failures.append("losses differ")
 if rest[worst] > 1e-3: failures.append(f"{worst} differs")
+elif sensitivity < 10 * rest[worst]: failures.append("the steps are too few to tell whether weight decay is applied")
 if lr_diff > 1e-6: failures.append("learning rates differ from the recipe's schedule")
-if sensitivity < 10 * rest[worst]: failures.append("the steps are too few to tell whether weight decay is applied")
 
 # ---- 3. gradients of a trained model
 try:

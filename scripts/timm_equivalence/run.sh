@@ -8,10 +8,10 @@
 #     TRAINED_CHECKPOINT's weights and AdamW state (e.g. 1000: full learning rate, where weight decay shows)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-data=$1; steps=${2:-20}; seed=${3:-0}; checkpoint=${4:-}; start=${5:-}; python=${6:-python3}
+data=$1; steps=${2:-20}; seed=${3:-0}; checkpoint=${4:-}; start=${5:-0}; python=${6:-python3}
 work=$(mktemp -d /tmp/timm_equivalence.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 ${CXX:-g++} -O3 -DNDEBUG -fopenmp -march=native -std=c++20 -I"$here/../../include" -isystem /usr/include/eigen3 \
     -isystem /usr/include/stb "$here/record_steps.cpp" -o "$work/record_steps"
-"$work/record_steps" "$data" "$work/out" "$steps" "$seed" $checkpoint $start
+"$work/record_steps" "$data" "$work/out" "$steps" "$seed" "$checkpoint" "$start"
 "$python" "$here/replay_in_timm.py" "$work/out"

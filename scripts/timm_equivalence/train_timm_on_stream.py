@@ -5,10 +5,10 @@ kernels in float32), so the final accuracy says whether tessera's implementation
 Writes a train_cifar10-format CSV; prints the first losses to compare with tessera's (record_steps).
 Usage: train_timm_on_stream.py STREAM_DIR OUT.csv [--threads N]  (a development check; needs torch, timm, safetensors)
 """
-import argparse, math, time
+import argparse, time
 import numpy as np, torch, torch.nn.functional as F
 from safetensors.torch import load_file
-from timm.models.vision_transformer import VisionTransformer
+from timm_recipe import MEAN, STD, adamw, lr_at, vit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("stream"); ap.add_argument("csv"); ap.add_argument("--threads", type=int, default=2)
@@ -16,8 +16,6 @@ args = ap.parse_args()
 torch.set_num_threads(args.threads)
 d = args.stream
 epochs, spe, batch_size = (int(v) for v in open(f"{d}/recipe.txt").read().split())
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32).reshape(1, 3, 1, 1)
 train = np.fromfile(f"{d}/train_u8.bin", np.uint8).reshape(-1, 32, 32, 3).transpose(0, 3, 1, 2)
 padded = np.zeros((len(train), 3, 40, 40), np.uint8); padded[:, :, 4:36, 4:36] = train
 train_labels = np.fromfile(f"{d}/train_labels.i64", np.int64)
@@ -26,15 +24,9 @@ test_x = torch.from_numpy((test.astype(np.float32) / 255 - MEAN) / STD)
 test_y = torch.from_numpy(np.fromfile(f"{d}/test_labels.i64", np.int64))
 stream = np.fromfile(f"{d}/stream.i32", np.int32).reshape(epochs, spe, batch_size, 4)  # index, top, left, flip
 
-m = VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_ratio=2.0,
-                      qkv_bias=True)
+m = vit()
 m.load_state_dict(load_file(f"{d}/init.safetensors"), strict=True)
-decayed = lambda n, p: p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n
-opt = torch.optim.AdamW([{"params": [p for n, p in m.named_parameters() if decayed(n, p)], "weight_decay": 0.05},
-                         {"params": [p for n, p in m.named_parameters() if not decayed(n, p)], "weight_decay": 0.0}],
-                        lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-warm, total = spe, epochs * spe
-lr_at = lambda s: 1e-3 * (s + 1) / warm if s < warm else 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+opt = adamw(m)
 
 def make_batch(records):
     x = np.empty((len(records), 3, 32, 32), np.uint8)
@@ -49,7 +41,7 @@ for epoch in range(epochs):
     m.train(); loss_sum = 0.0; epoch_start = time.time()
     for k in range(spe):
         x, y = make_batch(stream[epoch, k])
-        for g in opt.param_groups: g["lr"] = lr_at(step)
+        for g in opt.param_groups: g["lr"] = lr_at(step, spe, epochs)
         loss = F.cross_entropy(m(x), y, label_smoothing=0.1)
         opt.zero_grad(); loss.backward(); opt.step(); step += 1; loss_sum += loss.item()
         if step <= 3: print(f"step {step}: loss {loss.item():.8f}", flush=True)
