@@ -7,7 +7,7 @@
 #include <limits>
 #include <random>
 #include <tessera/kernels/gelu.hpp>
-#include <tessera/kernels/gemm.hpp>
+#include <tessera/kernels/gemm/gemm.hpp>
 #include <tessera/kernels/reference/gemm.hpp>
 #include <vector>
 
@@ -348,14 +348,62 @@ TEST_CASE("the portable scalar micro-kernel and the 12x32 register tile agree wi
   check_odd_sizes(kernel_gemm<impl::ScalarKernel<4, 8>>(2), {1, 65});
   check_odd_sizes(kernel_gemm<impl::ScalarKernel<3, 5>>(1), {7});
 #if defined(__AVX2__) && defined(__FMA__)
-  // The AVX-512 kernel's 12x32 shape, run here with 8-wide vectors (four per row instead of two).
-  check_odd_sizes(kernel_gemm<impl::SimdKernel<impl::Avx2Vec, 12, 4>>(2), {1, 65, 300});
+  // The AVX-512 kernel, SimdKernel<V, 12, 2> on 16-lane vectors, run here on pairs of AVX2 vectors.
+  using Wide = impl::SimdKernel<tessera::kernels::simd::VecPair<tessera::kernels::simd::VecAvx2>, 12, 2>;
+  check_odd_sizes(kernel_gemm<Wide>(2), {1, 65, 300});
   Case c;
   c.M = 31;
   c.N = 65;
   c.K = 97;
   c.beta = 1.0f;
-  check_case(c, kernel_gemm<impl::SimdKernel<impl::Avx2Vec, 12, 4>>(2), true, true);
+  check_case(c, kernel_gemm<Wide>(2), true, true);
+#endif
+}
+
+// pack_transposed<W, V> against its definition, for sliver widths below, equal to and above the vector width;
+// the floats after the sliver must stay untouched.
+template <int W, class V>
+void check_pack_transposed() {
+  for (int lines : {1, W / 2 + 1, W})
+    for (int len : {1, 7, 16, 17, 40}) {
+      CAPTURE(W);
+      CAPTURE(V::width);
+      CAPTURE(lines);
+      CAPTURE(len);
+      const int64_t ld = len + 3;
+      const std::vector<float> src = random_vector(size_t(lines * ld), 77);
+      std::vector<float> dst(size_t(len * W + 64), kNaN);
+      impl::pack_transposed<W, V>(src.data(), ld, lines, len, dst.data());
+      int bad = 0;
+      for (int k = 0; k < len; ++k)
+        for (int r = 0; r < W; ++r) {
+          const float expected = r < lines ? src[size_t(r * ld + k)] : 0.0f;
+          bad += std::memcmp(&dst[size_t(k * W + r)], &expected, sizeof(float)) != 0;
+        }
+      for (size_t i = size_t(len * W); i < dst.size(); ++i) bad += !std::isnan(dst[i]);
+      CHECK(bad == 0);
+    }
+}
+
+template <class V>
+void check_pack_transposed_widths() {
+  check_pack_transposed<3, V>();
+  check_pack_transposed<6, V>();
+  check_pack_transposed<12, V>();
+  check_pack_transposed<16, V>();
+  check_pack_transposed<32, V>();
+}
+
+TEST_CASE("packing through in-register transposes of every vector width matches its definition") {
+  namespace simd = tessera::kernels::simd;
+  check_pack_transposed_widths<simd::VecScalar>();
+  check_pack_transposed_widths<simd::VecPair<simd::VecPair<simd::VecScalar>>>();
+#if defined(__AVX2__) && defined(__FMA__)
+  check_pack_transposed_widths<simd::VecAvx2>();
+  check_pack_transposed_widths<simd::VecPair<simd::VecAvx2>>();
+#endif
+#if defined(__AVX512F__)
+  check_pack_transposed_widths<simd::VecAvx512>();
 #endif
 }
 

@@ -1,8 +1,10 @@
-// The register-blocked GEMM micro-kernel written once over a SIMD vector type V (see microkernel_avx2.hpp
-// and microkernel_avx512.hpp for V): MR rows by NV vectors of accumulators live in registers for the whole depth.
+// The register-blocked GEMM micro-kernel written once over a vector type V of kernels/simd.hpp (VecAvx2,
+// VecAvx512, or VecPair in tests): MR rows by NV vectors of accumulators live in registers for the whole depth.
 #pragma once
 
 #include <cstdint>
+
+#include "tessera/kernels/simd.hpp"
 
 namespace tessera::kernels::gemm_impl {
 
@@ -18,8 +20,7 @@ struct SimdKernel {
 
   static void run(int kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
                   float alpha, float beta, const float* bias) {
-    using reg = typename V::reg;
-    reg acc[MR][NV];
+    V acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
@@ -29,21 +30,21 @@ struct SimdKernel {
 
 #pragma GCC unroll 2
     for (int k = 0; k < kc; ++k) {
-      reg bv[NV];
+      V bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::width);
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
-        const reg av = V::broadcast(a + r);
+        const V av = V::load_broadcast(a + r);
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
       }
       a += MR;
       b += nr;
     }
 
-    const reg alpha_v = V::set1(alpha);
-    reg bias_v[NV];
+    const V alpha_v = V::broadcast(alpha);
+    V bias_v[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bias_v[v] = bias ? V::load(bias + v * V::width) : V::zero();
     if (beta == 0.0f) {
@@ -51,17 +52,16 @@ struct SimdKernel {
       for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v)
-          V::store(c + r * ldc + v * V::width,
-                   bias ? V::fmadd(alpha_v, acc[r][v], bias_v[v]) : V::mul(alpha_v, acc[r][v]));
+          (bias ? fmadd(alpha_v, acc[r][v], bias_v[v]) : alpha_v * acc[r][v]).store(c + r * ldc + v * V::width);
     } else {
-      const reg beta_v = V::set1(beta);
+      const V beta_v = V::broadcast(beta);
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) {
           float* p = c + r * ldc + v * V::width;
-          const reg x = V::fmadd(beta_v, V::load(p), V::mul(alpha_v, acc[r][v]));
-          V::store(p, bias ? V::add(x, bias_v[v]) : x);
+          const V x = fmadd(beta_v, V::load(p), alpha_v * acc[r][v]);
+          (bias ? x + bias_v[v] : x).store(p);
         }
     }
   }

@@ -5,80 +5,38 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "tessera/kernels/simd.hpp"
 
 namespace tessera::kernels::gemm_impl {
-
-#if defined(__AVX2__)
-// In-register transpose of an 8x8 block: on return r[k] holds what was column k.
-inline void transpose8x8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
-  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
-  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
-  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
-  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
-// Stores the first `count` (1..8) lanes of v at p.
-inline void store_lanes(float* p, __m256 v, int count) {
-  if (count == 8) {
-    _mm256_storeu_ps(p, v);
-  } else {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane), v);
-  }
-}
-#endif
 
 // Interleaves `lines` source lines into a sliver W wide:
 //   dst[k * W + r] = src[r * ld + k]  for r < lines, k < len;   dst[k * W + r] = 0  for lines <= r < W.
 // Source line r is contiguous in k; this is the transposing case (rows of A, or columns of B when trans_b).
-// With AVX2, 8x8 blocks are transposed in registers and stored 8 lanes wide even where fewer belong to
-// the row: the extra lanes spill into the start of the next row, which a later store overwrites (row
-// groups go right to left, k upwards). Stores that would reach past the sliver's end are masked to their
-// own row, so nothing is written outside the sliver.
-template <int W>
+// Square blocks of V::width lines are transposed in registers (simd::transpose) and stored a whole vector wide
+// even where fewer lanes belong to the row: the extra lanes spill into the start of the next row, which a later
+// store overwrites (line groups go right to left, k upwards). Stores that would reach past the sliver's end are
+// cut to their own row (store_partial), so nothing is written outside the sliver.
+template <int W, class V = simd::VecNative>
 inline void pack_transposed(const float* src, int64_t ld, int lines, int len, float* dst) {
   int k = 0;
-#if defined(__AVX2__)
-  constexpr int last_group = (W - 1) / 8 * 8;
-  for (; k + 8 <= len; k += 8) {
-    for (int r0 = last_group; r0 >= 0; r0 -= 8) {
-      __m256 v[8];
-      for (int q = 0; q < 8; ++q)
-        v[q] = r0 + q < lines ? _mm256_loadu_ps(src + (r0 + q) * ld + k) : _mm256_setzero_ps();
-      transpose8x8(v);
-      for (int q = 0; q < 8; ++q) {
-        float* row = dst + (k + q) * W + r0;
-        if ((k + q) * W + r0 + 8 <= len * W)
-          _mm256_storeu_ps(row, v[q]);
-        else
-          store_lanes(row, v[q], std::min(8, W - r0));
+  if constexpr (V::width > 1) {
+    constexpr int w = V::width;
+    constexpr int last_group = (W - 1) / w * w;
+    for (; k + w <= len; k += w) {
+      for (int r0 = last_group; r0 >= 0; r0 -= w) {
+        V v[w];
+        for (int q = 0; q < w; ++q) v[q] = r0 + q < lines ? V::load(src + (r0 + q) * ld + k) : V::zero();
+        simd::transpose(v);
+        for (int q = 0; q < w; ++q) {
+          float* row = dst + (k + q) * W + r0;
+          if ((k + q) * W + r0 + w <= len * W)
+            v[q].store(row);
+          else
+            v[q].store_partial(row, std::min(w, W - r0));
+        }
       }
     }
   }
-#endif
   for (; k < len; ++k) {
     for (int r = 0; r < lines; ++r) dst[k * W + r] = src[r * ld + k];
     for (int r = lines; r < W; ++r) dst[k * W + r] = 0.0f;
