@@ -7,6 +7,17 @@
 
 namespace tessera {
 
+// splitmix64 (Vigna): the state advanced by the golden-ratio increment, then mixed. Seeds the generator below and
+// serves as the hash behind every position-keyed random draw (augmentation, dropout masks).
+inline constexpr uint64_t kSplitmix64Increment = 0x9E3779B97F4A7C15ull;
+
+inline uint64_t splitmix64(uint64_t state) {
+  uint64_t z = state + kSplitmix64Increment;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 class Generator {
  public:
   using State = std::array<uint64_t, 4>;
@@ -17,11 +28,8 @@ class Generator {
   void manual_seed(uint64_t seed) {
     uint64_t x = seed;
     for (auto& word : state_) {
-      x += 0x9E3779B97F4A7C15ull;
-      uint64_t z = x;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      word = z ^ (z >> 31);
+      word = splitmix64(x);
+      x += kSplitmix64Increment;
     }
     has_spare_normal_ = false;
   }

@@ -52,13 +52,6 @@ struct Batch {
 
 namespace detail {
 
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 inline constexpr uint64_t kShuffleStream = 0x53485546464C45ull;  // "SHUFFLE"
 inline constexpr uint64_t kSampleStream = 0x53414D504C45ull;     // "SAMPLE"
 
@@ -67,9 +60,8 @@ inline constexpr uint64_t kSampleStream = 0x53414D504C45ull;     // "SAMPLE"
 // The generator that augments dataset sample `index` in `epoch`: a splitmix64 hash of (seed, epoch, index), so it
 // is the same whichever worker builds the sample and whenever.
 inline Generator sample_generator(uint64_t seed, int64_t epoch, int64_t index) {
-  using detail::mix64;
-  return Generator(mix64(mix64(mix64(seed ^ detail::kSampleStream) ^ static_cast<uint64_t>(epoch)) ^
-                         static_cast<uint64_t>(index)));
+  return Generator(splitmix64(splitmix64(splitmix64(seed ^ detail::kSampleStream) ^ static_cast<uint64_t>(epoch)) ^
+                              static_cast<uint64_t>(index)));
 }
 
 // The order in which an epoch visits the samples: 0..n-1, or a Fisher-Yates shuffle drawn from (seed, epoch).
@@ -77,8 +69,7 @@ inline std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch,
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
   if (!shuffle) return order;
-  using detail::mix64;
-  Generator gen(mix64(mix64(seed ^ detail::kShuffleStream) ^ static_cast<uint64_t>(epoch)));
+  Generator gen(splitmix64(splitmix64(seed ^ detail::kShuffleStream) ^ static_cast<uint64_t>(epoch)));
   for (int64_t i = n - 1; i > 0; --i)
     std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(gen.below(static_cast<uint64_t>(i + 1)))]);
   return order;
@@ -123,9 +114,12 @@ class DataLoader {
   const DataLoaderOptions& options() const { return options_; }
   int64_t num_batches() const { return num_batches_; }
 
-  // Begins `epoch` (any number, in any order): workers start building its batches. An epoch still in progress
-  // is abandoned.
-  void start_epoch(int64_t epoch) {
+  // Begins `epoch` (any number, in any order) at batch `first_batch`: workers start building its batches from
+  // there, and the batches before it are never built (a resumed run starts mid-epoch at once). An epoch still in
+  // progress is abandoned.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0) {
+    TESSERA_CHECK(first_batch >= 0 && first_batch <= num_batches_, "DataLoader::start_epoch: first_batch ",
+                  first_batch, " is outside [0, ", num_batches_, "]");
     auto state = std::make_shared<EpochState>();
     state->epoch = epoch;
     state->order = epoch_order(dataset_->size(), options_.seed, epoch, options_.shuffle);
@@ -134,8 +128,8 @@ class DataLoader {
       state->generation = ++generation_;
       epoch_ = std::move(state);
       ready_.clear();
-      next_claim_ = 0;
-      next_deliver_ = 0;
+      next_claim_ = first_batch;
+      next_deliver_ = first_batch;
     }
     work_cv_.notify_all();
   }

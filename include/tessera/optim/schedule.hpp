@@ -1,5 +1,5 @@
-// Learning-rate schedules as closed forms of the step: linear warmup then cosine decay (the reference recipe's
-// per-step schedule), and PyTorch's CosineAnnealingLR.
+// Learning-rate schedules as closed forms of the step: linear warmup then cosine or linear decay (the reference
+// recipe's per-step schedule, and the one-cycle shape), and PyTorch's CosineAnnealingLR.
 #pragma once
 
 #include <algorithm>
@@ -10,27 +10,35 @@
 
 namespace tessera::optim {
 
-// lr(s) = base_lr·(s+1)/warmup_steps                                          for s < warmup_steps,
-//         min_lr + (base_lr - min_lr)·½·(1 + cos(π·(s - warmup)/max(1, total_steps - warmup)))   afterwards,
-// exactly the formula of timm_reference.py (s counts optimizer steps from 0). Past total_steps it stays at min_lr.
-class CosineSchedule {
+// How the learning rate falls from base_lr to min_lr after warmup, as a function of progress p in [0, 1]:
+// cosine: ½·(1 + cos(π·p)) (the reference recipe); linear: 1 - p (with linear warmup, the one-cycle / triangular
+// schedule of CIFAR speed runs).
+enum class Decay { cosine, linear };
+
+// lr(s) = base_lr·(s+1)/warmup_steps                                         for s < warmup_steps,
+//         min_lr + (base_lr - min_lr)·decay((s - warmup)/max(1, total_steps - warmup))   afterwards,
+// with the cosine decay exactly the formula of timm_reference.py (s counts optimizer steps from 0). Past
+// total_steps it stays at min_lr.
+class WarmupDecaySchedule {
  public:
-  CosineSchedule(double base_lr, int64_t total_steps, int64_t warmup_steps = 0, double min_lr = 0.0)
-      : base_lr_(base_lr), min_lr_(min_lr), total_steps_(total_steps), warmup_steps_(warmup_steps) {
-    TESSERA_CHECK(base_lr >= 0.0 && min_lr >= 0.0, "CosineSchedule: learning rates must be >= 0, got base_lr ",
+  WarmupDecaySchedule(double base_lr, int64_t total_steps, int64_t warmup_steps = 0, double min_lr = 0.0,
+                      Decay decay = Decay::cosine)
+      : base_lr_(base_lr), min_lr_(min_lr), total_steps_(total_steps), warmup_steps_(warmup_steps), decay_(decay) {
+    TESSERA_CHECK(base_lr >= 0.0 && min_lr >= 0.0, "WarmupDecaySchedule: learning rates must be >= 0, got base_lr ",
                   base_lr, ", min_lr ", min_lr);
     TESSERA_CHECK(total_steps >= 0 && warmup_steps >= 0 && warmup_steps <= total_steps,
-                  "CosineSchedule: need 0 <= warmup_steps <= total_steps, got warmup_steps ", warmup_steps,
+                  "WarmupDecaySchedule: need 0 <= warmup_steps <= total_steps, got warmup_steps ", warmup_steps,
                   ", total_steps ", total_steps);
   }
 
   double lr_at(int64_t step) const {
-    TESSERA_CHECK(step >= 0, "CosineSchedule::lr_at: negative step ", step);
+    TESSERA_CHECK(step >= 0, "WarmupDecaySchedule::lr_at: negative step ", step);
     if (step < warmup_steps_) return base_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_steps_);
     const int64_t s = std::min(step, total_steps_);
     const double progress =
         static_cast<double>(s - warmup_steps_) / static_cast<double>(std::max<int64_t>(1, total_steps_ - warmup_steps_));
-    return min_lr_ + (base_lr_ - min_lr_) * 0.5 * (1.0 + std::cos(kPi * progress));
+    const double fraction = decay_ == Decay::cosine ? 0.5 * (1.0 + std::cos(kPi * progress)) : 1.0 - progress;
+    return min_lr_ + (base_lr_ - min_lr_) * fraction;
   }
   double operator()(int64_t step) const { return lr_at(step); }
 
@@ -38,12 +46,17 @@ class CosineSchedule {
   double min_lr() const { return min_lr_; }
   int64_t total_steps() const { return total_steps_; }
   int64_t warmup_steps() const { return warmup_steps_; }
+  Decay decay() const { return decay_; }
 
  private:
   static constexpr double kPi = 3.14159265358979323846;
   double base_lr_, min_lr_;
   int64_t total_steps_, warmup_steps_;
+  Decay decay_;
 };
+
+// The reference recipe's name for it: with the default decay it is linear warmup, then cosine.
+using CosineSchedule = WarmupDecaySchedule;
 
 // torch.optim.lr_scheduler.CosineAnnealingLR(T_max, eta_min) in its closed form:
 //   lr(e) = eta_min + (base_lr - eta_min)·(1 + cos(π·e / T_max)) / 2,

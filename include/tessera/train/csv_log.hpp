@@ -2,7 +2,9 @@
 // rewritten whole (temporary file, then rename) after each row, so a crash never leaves a half-written file.
 #pragma once
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <span>
 #include <iomanip>
@@ -19,7 +21,7 @@ struct EpochRow {
   int epoch = 0;
   int64_t step = 0;  // optimizer steps taken so far
   double train_loss = 0.0;
-  double test_accuracy = 0.0;  // percent
+  double test_accuracy = 0.0;  // percent; NaN for an epoch that was not evaluated (an empty CSV field)
   double images_per_second = 0.0;
   double elapsed_seconds = 0.0;
 };
@@ -40,12 +42,21 @@ class CsvLog {
                   " does not start with the header ", kCsvHeader);
     while (std::getline(in, line)) {
       if (line.empty()) continue;
-      std::istringstream fields(line);
+      std::vector<std::string> fields;
+      std::istringstream split(line);
+      for (std::string field; std::getline(split, field, ',');) fields.push_back(field);
       EpochRow row;
-      char comma;
-      fields >> row.epoch >> comma >> row.step >> comma >> row.train_loss >> comma >> row.test_accuracy >> comma >>
-          row.images_per_second >> comma >> row.elapsed_seconds;
-      TESSERA_CHECK(!fields.fail(), "CsvLog: cannot parse the line '", line, "' of ", path_.string());
+      try {
+        TESSERA_CHECK(fields.size() == 6, "expected 6 fields");
+        row.epoch = std::stoi(fields[0]);
+        row.step = std::stoll(fields[1]);
+        row.train_loss = std::stod(fields[2]);
+        row.test_accuracy = fields[3].empty() ? std::numeric_limits<double>::quiet_NaN() : std::stod(fields[3]);
+        row.images_per_second = std::stod(fields[4]);
+        row.elapsed_seconds = std::stod(fields[5]);
+      } catch (const std::exception&) {
+        ::tessera::detail::fail("CsvLog: cannot parse the line '", line, "' of ", path_.string());
+      }
       if (row.epoch <= last_epoch) rows_.push_back(row);
     }
   }
@@ -60,8 +71,9 @@ class CsvLog {
   static std::string format(const EpochRow& r) {
     std::ostringstream os;
     os << r.epoch << ',' << r.step << ',' << std::fixed << std::setprecision(6) << r.train_loss << ','
-       << std::setprecision(2) << r.test_accuracy << ',' << std::setprecision(1) << r.images_per_second << ','
-       << std::setprecision(1) << r.elapsed_seconds;
+       << std::setprecision(2);
+    if (!std::isnan(r.test_accuracy)) os << r.test_accuracy;
+    os << ',' << std::setprecision(1) << r.images_per_second << ',' << std::setprecision(1) << r.elapsed_seconds;
     return os.str();
   }
 

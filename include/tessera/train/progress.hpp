@@ -14,7 +14,7 @@ namespace tessera::train {
 
 struct ProgressState {
   int epoch = 0;            // 1-based
-  int epochs = 0;
+  int epochs = 0;            // 0 while unknown (a time-budgeted run before it has planned)
   int64_t step = 0;         // within the epoch, 1-based
   int64_t steps = 0;        // per epoch
   double loss = 0.0;        // running mean over the epoch so far
@@ -65,10 +65,13 @@ class Progress {
  private:
   static std::string describe(const ProgressState& s, const std::string& bar) {
     std::ostringstream os;
-    os << "epoch " << s.epoch << '/' << s.epochs << ' ';
+    os << "epoch " << s.epoch << '/';
+    if (s.epochs > 0) os << s.epochs << ' ';
+    else os << "? ";
     if (!bar.empty()) os << '[' << bar << "] ";
     os << "step " << s.step << '/' << s.steps << std::fixed << std::setprecision(4) << "  loss " << s.loss
-       << std::setprecision(1) << "  " << s.images_per_second << " img/s  ETA " << format_duration(s.eta_seconds);
+       << std::setprecision(1) << "  " << s.images_per_second << " img/s  ETA "
+       << (s.epochs > 0 ? format_duration(s.eta_seconds) : std::string("?"));
     return os.str();
   }
 

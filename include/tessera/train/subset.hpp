@@ -1,7 +1,8 @@
-// Subset: a view of some samples of another dataset, and spread_subset, n samples spread evenly over a dataset (for
-// smoke tests and quick experiments).
+// Subset: a view of some samples of another dataset; spread_subset, n samples spread evenly over a dataset (for
+// smoke tests and quick experiments); split_validation, a validation set held out of a training set.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,6 +58,37 @@ inline std::shared_ptr<const data::Dataset> spread_subset(std::shared_ptr<const 
   for (int64_t i = 0; i < n; ++i)
     indices[static_cast<size_t>(i)] = i * size / n;
   return std::make_shared<Subset>(std::move(dataset), std::move(indices));
+}
+
+// A training set split into what is trained on and a held-out validation set of about n samples: of each class,
+// its last samples in the dataset's order (its share of n, rounded), so both parts keep the class balance whether
+// the dataset lists its samples class by class (an image folder) or mixed (the CIFAR-10 binary batches).
+struct ValidationSplit {
+  std::shared_ptr<const data::Dataset> train, validation;
+};
+
+inline ValidationSplit split_validation(std::shared_ptr<const data::Dataset> dataset, int64_t n) {
+  TESSERA_CHECK(dataset != nullptr, "split_validation: dataset is null");
+  const int64_t size = dataset->size();
+  TESSERA_CHECK(n > 0 && n < size, "split_validation: the validation split must hold between 1 and ", size - 1,
+                " of the ", size, " training samples, got ", n);
+  const auto classes = static_cast<size_t>(dataset->num_classes());
+  std::vector<std::vector<int64_t>> by_class(classes);
+  for (int64_t i = 0; i < size; ++i) by_class[static_cast<size_t>(dataset->label(i))].push_back(i);
+  std::vector<bool> held_out(static_cast<size_t>(size), false);
+  for (const auto& members : by_class) {
+    const auto count = static_cast<int64_t>(members.size());
+    const auto share = static_cast<int64_t>(std::llround(static_cast<double>(n) * static_cast<double>(count) /
+                                                         static_cast<double>(size)));
+    for (int64_t k = count - std::min(share, count); k < count; ++k)
+      held_out[static_cast<size_t>(members[static_cast<size_t>(k)])] = true;
+  }
+  std::vector<int64_t> train_indices, validation_indices;
+  for (int64_t i = 0; i < size; ++i) (held_out[static_cast<size_t>(i)] ? validation_indices : train_indices).push_back(i);
+  TESSERA_CHECK(!train_indices.empty() && !validation_indices.empty(), "split_validation: holding out ", n, " of ",
+                size, " samples leaves one part empty");
+  return {std::make_shared<Subset>(dataset, std::move(train_indices)),
+          std::make_shared<Subset>(dataset, std::move(validation_indices))};
 }
 
 }  // namespace tessera::train

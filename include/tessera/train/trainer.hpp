@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -32,6 +34,7 @@
 #include "tessera/optim/adamw.hpp"
 #include "tessera/optim/param_groups.hpp"
 #include "tessera/optim/schedule.hpp"
+#include "tessera/train/budget.hpp"
 #include "tessera/train/classifier_info.hpp"
 #include "tessera/train/csv_log.hpp"
 #include "tessera/train/progress.hpp"
@@ -42,10 +45,14 @@ namespace tessera::train {
 struct TrainerOptions {
   // ---- the recipe: a resumed run must use the same values (Trainer::resume checks) ----
   int64_t epochs = 10;
+  // > 0: the run sizes itself to end, evaluation and checkpoint included, within this many minutes of
+  // budget_start: it measures its first steps, then plans the number of steps (epochs is then ignored).
+  double time_budget_minutes = 0.0;
   int64_t batch_size = 128;  // the last incomplete batch of an epoch is dropped
   double lr = 1e-3;          // peak learning rate, reached at the end of warmup
-  double min_lr = 1e-5;      // where the cosine ends
+  double min_lr = 1e-5;      // where the decay ends
   double warmup_epochs = 1.0;  // linear warmup, per step, over this many epochs
+  optim::Decay decay = optim::Decay::cosine;  // after warmup: cosine or linear down to min_lr
   double weight_decay = 0.05;  // on parameters of rank >= 2 not matching no_weight_decay
   std::vector<std::string> no_weight_decay = {"pos_embed", "cls_token"};
   double beta1 = 0.9;
@@ -56,43 +63,56 @@ struct TrainerOptions {
   int64_t eval_batch_size = 250;
   // ---- free to change between a run and its resumption ----
   int64_t max_steps = 0;  // stop once this many optimizer steps are done in total (0: no limit); the schedule
-                          // still spans `epochs`, so a shortened run is the start of the full one
+                          // still spans the whole run, so a shortened run is the start of the full one
+  int64_t eval_every = 1;  // evaluate at every eval_every-th epoch end (0: only at the end of the run)
   int workers = 1;        // DataLoader background threads per loader
   std::filesystem::path checkpoint;  // written after every epoch and when max_steps stops the run; empty: none
   std::filesystem::path csv;         // one row per epoch; empty: none
   std::ostream* output = &std::cout;  // progress and per-epoch lines; nullptr: silent
   bool live_progress = isatty(STDOUT_FILENO) != 0;  // a redrawn bar; otherwise plain lines every 30 s
+  // Where the time budget starts counting (a program sets it when it starts); unset: when the Trainer is built.
+  std::optional<std::chrono::steady_clock::time_point> budget_start;
   // The Normalize constants of the transforms; with the train set's class names they are recorded in every
   // checkpoint as a ClassifierInfo, for classify and visualize_attention. Empty: not recorded.
   std::vector<float> normalize_mean, normalize_std;
 
+  bool budgeted() const { return time_budget_minutes > 0.0; }
+
   void validate() const {
     TESSERA_CHECK(epochs >= 1, "TrainerOptions: epochs must be at least 1, got ", epochs);
+    TESSERA_CHECK(std::isfinite(time_budget_minutes) && time_budget_minutes >= 0.0,
+                  "TrainerOptions: time_budget_minutes must be >= 0, got ", time_budget_minutes);
     TESSERA_CHECK(batch_size >= 1, "TrainerOptions: batch_size must be at least 1, got ", batch_size);
     TESSERA_CHECK(eval_batch_size >= 1, "TrainerOptions: eval_batch_size must be at least 1, got ", eval_batch_size);
     TESSERA_CHECK(std::isfinite(lr) && lr > 0.0, "TrainerOptions: lr must be positive, got ", lr);
     TESSERA_CHECK(std::isfinite(min_lr) && min_lr >= 0.0 && min_lr <= lr, "TrainerOptions: min_lr must be in [0, lr = ",
                   lr, "], got ", min_lr);
-    TESSERA_CHECK(std::isfinite(warmup_epochs) && warmup_epochs >= 0.0 && warmup_epochs <= static_cast<double>(epochs),
+    TESSERA_CHECK(std::isfinite(warmup_epochs) && warmup_epochs >= 0.0 &&
+                      (budgeted() || warmup_epochs <= static_cast<double>(epochs)),
                   "TrainerOptions: warmup_epochs must be in [0, epochs = ", epochs, "], got ", warmup_epochs);
     TESSERA_CHECK(weight_decay >= 0.0, "TrainerOptions: weight_decay must be >= 0, got ", weight_decay);
     TESSERA_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0,
                   "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
     TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
+    TESSERA_CHECK(eval_every >= 0, "TrainerOptions: eval_every must be >= 0, got ", eval_every);
     TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
     TESSERA_CHECK(normalize_mean.size() == normalize_std.size(), "TrainerOptions: normalize_mean has ",
                   normalize_mean.size(), " values and normalize_std ", normalize_std.size());
   }
 
-  // The recipe fields as a JSON object (what a checkpoint records and resume compares).
+  // The recipe fields as a JSON object (what a checkpoint records and resume compares). Options added after the
+  // first checkpoints appear only when set, so those checkpoints still resume.
   nlohmann::json recipe_json() const {
-    return {{"epochs", epochs},         {"batch_size", batch_size},
-            {"lr", lr},                 {"min_lr", min_lr},
-            {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
-            {"no_weight_decay", no_weight_decay}, {"beta1", beta1},
-            {"beta2", beta2},           {"eps", eps},
-            {"label_smoothing", label_smoothing}, {"seed", seed},
-            {"eval_batch_size", eval_batch_size}};
+    nlohmann::json recipe = {{"epochs", epochs},         {"batch_size", batch_size},
+                             {"lr", lr},                 {"min_lr", min_lr},
+                             {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
+                             {"no_weight_decay", no_weight_decay}, {"beta1", beta1},
+                             {"beta2", beta2},           {"eps", eps},
+                             {"label_smoothing", label_smoothing}, {"seed", seed},
+                             {"eval_batch_size", eval_batch_size}};
+    if (budgeted()) recipe["time_budget_minutes"] = time_budget_minutes;
+    if (decay != optim::Decay::cosine) recipe["decay"] = "linear";
+    return recipe;
   }
 };
 
@@ -106,6 +126,8 @@ struct TrainerOptions {
 // checkpoint records); nn::VisionTransformer<float> is one. The datasets' labels must be below the model's classes.
 template <class Model>
 class Trainer {
+  using Clock = std::chrono::steady_clock;
+
  public:
   Trainer(Model& model, std::shared_ptr<const data::Dataset> train_set, data::Compose train_transform,
           std::shared_ptr<const data::Dataset> test_set, data::Compose eval_transform, TrainerOptions options)
@@ -126,15 +148,16 @@ class Trainer {
                                              .seed = options_.seed,
                                              .num_workers = options_.workers}),
         steps_per_epoch_(train_loader_.num_batches()),
+        warmup_steps_(static_cast<int64_t>(
+            std::llround(options_.warmup_epochs * static_cast<double>(steps_per_epoch_)))),
         optimizer_(optim::param_groups_weight_decay(model.named_parameters(), options_.weight_decay,
                                                     options_.no_weight_decay),
                    optim::AdamWOptions{options_.lr, options_.beta1, options_.beta2, options_.eps,
                                        options_.weight_decay}),
-        schedule_(options_.lr, options_.epochs * steps_per_epoch_,
-                  static_cast<int64_t>(std::llround(options_.warmup_epochs * static_cast<double>(steps_per_epoch_))),
-                  options_.min_lr),
+        schedule_(make_schedule(options_.budgeted() ? kUnplannedSteps : options_.epochs * steps_per_epoch_)),
         csv_(options_.csv),
-        progress_(options_.output ? *options_.output : null_stream(), options_.output && options_.live_progress) {
+        progress_(options_.output ? *options_.output : null_stream(), options_.output && options_.live_progress),
+        budget_start_(options_.budget_start.value_or(Clock::now())) {
     if constexpr (requires { model.config().num_classes; }) {
       for (const auto* set : {train_set_.get(), test_set_.get()})
         TESSERA_CHECK(set->num_classes() == model.config().num_classes, "Trainer: ", set->description(), " has ",
@@ -143,7 +166,8 @@ class Trainer {
   }
 
   // Continues from a checkpoint written by a Trainer with the same recipe and datasets: loads the model, the
-  // optimizer, the position in the run and the model's generator, and keeps the CSV rows of the finished epochs.
+  // optimizer, the position in the run, a budgeted run's plan and the model's generator, and keeps the CSV rows of
+  // the finished epochs.
   void resume(const std::filesystem::path& checkpoint) {
     const io::CheckpointState peek = io::read_checkpoint_state(checkpoint);
     const nlohmann::json stored_recipe = peek.trainer.value("recipe", nlohmann::json());
@@ -168,6 +192,14 @@ class Trainer {
     global_step_ = state.global_step;
     epoch_loss_sum_ = state.trainer.value("epoch_loss_sum", 0.0);
     elapsed_before_ = state.trainer.value("elapsed_s", 0.0);
+    if (state.trainer.contains("budget_plan")) {
+      try {
+        adopt_plan(BudgetPlan::from_json(state.trainer.at("budget_plan")));
+      } catch (const Error& e) {
+        ::tessera::detail::fail("Trainer::resume: '", checkpoint.string(), "' has a malformed budget plan: ", e.what());
+      }
+    }
+    resumed_ = true;
     const auto generator = state.generators.find("model");
     if (generator != state.generators.end()) model_.generator().restore(generator->second);
     csv_.load_existing(static_cast<int>(epoch_));
@@ -175,76 +207,16 @@ class Trainer {
             std::to_string(global_step_));
   }
 
-  // Trains from the current position to the end of the last epoch, or until max_steps; returns the rows written
-  // by this call (one per epoch, and one for a partial epoch when max_steps stops inside it).
+  // Trains from the current position to the end of the run (the last epoch, or a budgeted run's planned steps), or
+  // until max_steps; returns the rows written by this call: one per epoch, and one for a partial epoch when the run
+  // stops inside it.
   std::vector<EpochRow> fit() {
-    using Clock = std::chrono::steady_clock;
-    const auto session_start = Clock::now();
-    const int64_t session_first_step = global_step_;
-    const int64_t last_step = options_.max_steps > 0 ? std::min(options_.max_steps, total_steps()) : total_steps();
+    session_start_ = Clock::now();
+    session_first_step_ = global_step_;
     std::vector<EpochRow> rows;
-    while (epoch_ < options_.epochs && global_step_ < last_step) {
-      const int64_t epoch = epoch_;  // 0-based, also the DataLoader's epoch
-      model_.train();
-      train_loader_.start_epoch(epoch);
-      for (int64_t b = 0; b < batch_in_epoch_; ++b) train_loader_.next();
-      train_loader_.take_wait_seconds();
-      double train_seconds = 0.0;
-      int64_t images = 0;
-      while (global_step_ < last_step) {
-        const auto step_start = Clock::now();
-        std::optional<data::Batch> batch = train_loader_.next();
-        if (!batch) break;
-        optimizer_.set_lr(schedule_(global_step_));
-        const float loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
-        TESSERA_CHECK(std::isfinite(loss), "Trainer: the loss became ", loss, " at step ", global_step_ + 1,
-                      " (epoch ", epoch + 1, "); try a lower learning rate");
-        epoch_loss_sum_ += static_cast<double>(loss);
-        ++batch_in_epoch_;
-        ++global_step_;
-        images += batch->size();
-        train_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
-        const double session_seconds = std::chrono::duration<double>(Clock::now() - session_start).count();
-        progress_.update({.epoch = static_cast<int>(epoch + 1),
-                          .epochs = static_cast<int>(options_.epochs),
-                          .step = batch_in_epoch_,
-                          .steps = steps_per_epoch_,
-                          .loss = epoch_loss_sum_ / static_cast<double>(batch_in_epoch_),
-                          .images_per_second = static_cast<double>(images) / train_seconds,
-                          .eta_seconds = session_seconds / static_cast<double>(global_step_ - session_first_step) *
-                                         static_cast<double>(last_step - global_step_)});
-      }
-      const double data_wait = train_loader_.take_wait_seconds();
-      const auto eval_start = Clock::now();
-      const Accuracy accuracy = evaluate(model_, test_loader_);
-      const double eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
-
-      EpochRow row;
-      row.epoch = static_cast<int>(epoch + 1);
-      row.step = global_step_;
-      row.train_loss = batch_in_epoch_ > 0 ? epoch_loss_sum_ / static_cast<double>(batch_in_epoch_) : 0.0;
-      row.test_accuracy = accuracy.percent();
-      row.images_per_second = train_seconds > 0.0 ? static_cast<double>(images) / train_seconds : 0.0;
-      row.elapsed_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - session_start).count();
-      const bool complete = batch_in_epoch_ == steps_per_epoch_;
-      if (complete) {
-        ++epoch_;
-        batch_in_epoch_ = 0;
-        epoch_loss_sum_ = 0.0;
-      }
-      std::ostringstream line;
-      line << std::fixed << "epoch " << row.epoch << '/' << options_.epochs << (complete ? "" : " (stopped early)")
-           << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss
-           << std::setprecision(2) << "  test_acc " << row.test_accuracy << "%" << std::setprecision(1) << "  "
-           << row.images_per_second << " img/s  data wait " << data_wait << " s  eval " << eval_seconds
-           << " s  elapsed " << format_duration(row.elapsed_seconds);
-      message(line.str());
-      if (!options_.checkpoint.empty()) {
-        save_checkpoint(options_.checkpoint, row.elapsed_seconds);
-        message("saved " + options_.checkpoint.string());
-      }
-      csv_.append(row);
-      rows.push_back(row);
+    while (!run_over()) {
+      const EpochProgress progress = train_epoch();
+      rows.push_back(end_epoch(progress));
     }
     return rows;
   }
@@ -255,11 +227,12 @@ class Trainer {
     state.epoch = epoch_;
     state.global_step = global_step_;
     state.generators.emplace("model", model_.generator().snapshot());
-    state.schedule = {{"type", "linear warmup, then cosine"},
+    state.schedule = {{"type", schedule_.decay() == optim::Decay::cosine ? "linear warmup, then cosine"
+                                                                         : "linear warmup, then linear decay"},
                       {"base_lr", schedule_.base_lr()},
                       {"min_lr", schedule_.min_lr()},
                       {"warmup_steps", schedule_.warmup_steps()},
-                      {"total_steps", schedule_.total_steps()},
+                      {"total_steps", total_steps()},
                       {"position", global_step_},
                       {"lr", schedule_(global_step_)}};
     state.trainer = {{"recipe", full_recipe()},
@@ -269,6 +242,7 @@ class Trainer {
                      {"threads", num_threads()},
                      {"workers", options_.workers},
                      {"max_steps", options_.max_steps}};
+    if (plan_) state.trainer["budget_plan"] = plan_->to_json();
     if (!options_.normalize_mean.empty())
       state.trainer["classifier"] =
           ClassifierInfo{train_set_->class_names(), options_.normalize_mean, options_.normalize_std}.to_json();
@@ -283,12 +257,17 @@ class Trainer {
         << " total\n";
     out << "train: " << train_set_->description() << "\n";
     out << "test:  " << test_set_->description() << "\n";
-    out << "steps: " << steps_per_epoch_ << " per epoch of " << options_.batch_size << " images, " << total_steps()
-        << " in " << options_.epochs << " epochs";
+    out << "steps: " << steps_per_epoch_ << " per epoch of " << options_.batch_size << " images, ";
+    if (options_.budgeted())
+      out << "as many as fit in " << options_.time_budget_minutes << " minutes (planned after " << kPlanAfterSteps
+          << " steps)";
+    else
+      out << total_steps() << " in " << options_.epochs << " epochs";
     if (options_.max_steps > 0) out << " (stopping after " << options_.max_steps << ")";
-    out << "\nAdamW: lr " << options_.lr << " (warmup " << schedule_.warmup_steps() << " steps, cosine to "
-        << options_.min_lr << "), betas (" << options_.beta1 << ", " << options_.beta2 << "), eps " << options_.eps
-        << ", weight decay " << options_.weight_decay << ", label smoothing " << options_.label_smoothing << "\n";
+    out << "\nAdamW: lr " << options_.lr << " (warmup " << warmup_steps_ << " steps, "
+        << (options_.decay == optim::Decay::cosine ? "cosine" : "linear") << " to " << options_.min_lr
+        << "), betas (" << options_.beta1 << ", " << options_.beta2 << "), eps " << options_.eps << ", weight decay "
+        << options_.weight_decay << ", label smoothing " << options_.label_smoothing << "\n";
     out << "threads: " << num_threads() << " compute, " << options_.workers << " data workers per loader";
     return out.str();
   }
@@ -297,15 +276,228 @@ class Trainer {
   Accuracy evaluate_test() { return evaluate(model_, test_loader_); }
 
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
-  int64_t total_steps() const { return options_.epochs * steps_per_epoch_; }
+  // The run's length in steps; a budgeted run knows it once it has planned (0 before).
+  int64_t total_steps() const {
+    if (options_.budgeted()) return plan_ ? plan_->total_steps : 0;
+    return options_.epochs * steps_per_epoch_;
+  }
   int64_t epoch() const { return epoch_; }
   int64_t global_step() const { return global_step_; }
   const TrainerOptions& options() const { return options_; }
   optim::AdamW<float>& optimizer() { return optimizer_; }
-  const optim::CosineSchedule& schedule() const { return schedule_; }
+  const optim::WarmupDecaySchedule& schedule() const { return schedule_; }
+  const std::optional<BudgetPlan>& budget_plan() const { return plan_; }
   const CsvLog& csv() const { return csv_; }
 
  private:
+  // A budgeted run measures this many steps of its own before it plans (the first few, warming caches, untimed).
+  static constexpr int64_t kPlanAfterSteps = 24;
+  static constexpr int64_t kUntimedSteps = 4;
+  // The schedule of a budgeted run before it has planned: warmup, then base_lr (what any plan gives so early).
+  static constexpr int64_t kUnplannedSteps = int64_t{1} << 50;
+
+  // What an epoch (or the part of it this call trained) did.
+  struct EpochProgress {
+    int64_t epoch = 0;  // 0-based, also the DataLoader's epoch
+    int64_t images = 0;
+    double train_seconds = 0.0;
+    double data_wait_seconds = 0.0;
+  };
+
+  // Trains the steps of the current epoch from where it stands, until the epoch or the run ends.
+  EpochProgress train_epoch() {
+    EpochProgress progress{.epoch = epoch_};
+    model_.train();
+    train_loader_.start_epoch(epoch_, batch_in_epoch_);
+    train_loader_.take_wait_seconds();
+    while (!run_over()) {
+      const auto step_start = Clock::now();
+      std::optional<data::Batch> batch = train_loader_.next();
+      if (!batch) break;
+      optimizer_.set_lr(schedule_(global_step_));
+      const float loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
+      TESSERA_CHECK(std::isfinite(loss), "Trainer: the loss became ", loss, " at step ", global_step_ + 1,
+                    " (epoch ", epoch_ + 1, "); try a lower learning rate");
+      epoch_loss_sum_ += static_cast<double>(loss);
+      ++batch_in_epoch_;
+      ++global_step_;
+      progress.images += batch->size();
+      const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+      progress.train_seconds += step_seconds;
+      note_step_time(step_seconds);
+      if (options_.budgeted() && !plan_ && global_step_ - session_first_step_ >= kPlanAfterSteps) make_plan();
+      show_progress(progress);
+    }
+    progress.data_wait_seconds = train_loader_.take_wait_seconds();
+    return progress;
+  }
+
+  // After an epoch, or the part of one that ends the run: evaluates (at every eval_every-th epoch end and at the end
+  // of the run), prints the line, writes the checkpoint and the CSV row.
+  EpochRow end_epoch(const EpochProgress& progress) {
+    const bool complete = batch_in_epoch_ == steps_per_epoch_;
+    const bool last = run_over();
+    const bool scheduled_eval = options_.eval_every > 0 && (progress.epoch + 1) % options_.eval_every == 0;
+    double eval_seconds = 0.0;
+    EpochRow row;
+    row.epoch = static_cast<int>(progress.epoch + 1);
+    row.step = global_step_;
+    row.train_loss = batch_in_epoch_ > 0 ? epoch_loss_sum_ / static_cast<double>(batch_in_epoch_) : 0.0;
+    row.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+    if (last || (scheduled_eval && !behind_budget())) {
+      const auto eval_start = Clock::now();
+      row.test_accuracy = evaluate(model_, test_loader_).percent();
+      eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
+    }
+    row.images_per_second =
+        progress.train_seconds > 0.0 ? static_cast<double>(progress.images) / progress.train_seconds : 0.0;
+    row.elapsed_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - session_start_).count();
+    if (complete) {
+      ++epoch_;
+      batch_in_epoch_ = 0;
+      epoch_loss_sum_ = 0.0;
+    }
+
+    std::ostringstream line;
+    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label() << (complete ? "" : " (stopped early)")
+         << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
+    if (std::isnan(row.test_accuracy)) line << "  (not evaluated)";
+    else line << "  test_acc " << row.test_accuracy << "%";
+    line << std::setprecision(1) << "  " << row.images_per_second << " img/s  data wait "
+         << progress.data_wait_seconds << " s  eval " << eval_seconds << " s  elapsed "
+         << format_duration(row.elapsed_seconds);
+    message(line.str());
+    if (!options_.checkpoint.empty()) {
+      save_checkpoint(options_.checkpoint, row.elapsed_seconds);
+      message("saved " + options_.checkpoint.string());
+    }
+    csv_.append(row);
+    return row;
+  }
+
+  // ---- where the run ends ----
+
+  // The step the run stops at: its planned end, or max_steps when sooner; a budgeted run that has not planned yet
+  // has no end.
+  int64_t last_step() const {
+    int64_t last = options_.budgeted() && !plan_ ? kUnplannedSteps : total_steps();
+    if (options_.max_steps > 0) last = std::min(last, options_.max_steps);
+    return last;
+  }
+
+  // A budgeted run that has fallen so far behind its plan that finishing it would overrun the budget stops at the
+  // step where the final evaluation and checkpoint still fit (only in the session that planned: a resumed run
+  // keeps the plan so that it reproduces the uninterrupted one).
+  bool run_over() const { return global_step_ >= last_step() || stopped_for_budget_; }
+
+  double budget_seconds() const { return options_.time_budget_minutes * 60.0; }
+  double seconds_since_budget_start() const {
+    return std::chrono::duration<double>(Clock::now() - budget_start_).count();
+  }
+
+  // Seconds the rest of the run needs at the recent pace, without the intermediate evaluations.
+  double seconds_to_finish_without_evaluations() const {
+    const double step = recent_step_seconds_ > 0.0 ? recent_step_seconds_ : plan_->step_seconds;
+    return static_cast<double>(last_step() - global_step_) * step + plan_->evaluation_seconds +
+           plan_->checkpoint_seconds;
+  }
+
+  // True when an intermediate evaluation now would push the end of the run past the budget.
+  bool behind_budget() const {
+    if (!plan_ || resumed_) return false;
+    return seconds_since_budget_start() + plan_->evaluation_seconds + seconds_to_finish_without_evaluations() >
+           budget_seconds();
+  }
+
+  void note_step_time(double seconds) {
+    if (global_step_ - session_first_step_ <= kUntimedSteps) return;
+    timed_step_seconds_ += seconds;
+    ++timed_steps_;
+    recent_step_seconds_ = recent_step_seconds_ > 0.0 ? 0.9 * recent_step_seconds_ + 0.1 * seconds : seconds;
+    if (plan_ && !resumed_ &&
+        seconds_since_budget_start() + plan_->evaluation_seconds + plan_->checkpoint_seconds + 1.0 >
+            budget_seconds() * 1.005)
+      stopped_for_budget_ = true;
+  }
+
+  // Measures what an evaluation and a checkpoint cost, then fixes the run's length and lays the schedule over it.
+  void make_plan() {
+    BudgetPlan plan;
+    plan.planned_at_step = global_step_;
+    plan.step_seconds = timed_step_seconds_ / static_cast<double>(std::max<int64_t>(1, timed_steps_));
+    plan.evaluation_seconds = measure_evaluation_seconds();
+    if (!options_.checkpoint.empty()) {
+      const auto save_start = Clock::now();
+      save_checkpoint(options_.checkpoint, elapsed_before_ + seconds_in_session());
+      plan.checkpoint_seconds = std::chrono::duration<double>(Clock::now() - save_start).count();
+    }
+    const BudgetInputs inputs{.budget = budget_seconds(),
+                              .elapsed = seconds_since_budget_start() + elapsed_before_,
+                              .steps_done = global_step_,
+                              .step = plan.step_seconds,
+                              .evaluation = plan.evaluation_seconds,
+                              .checkpoint = plan.checkpoint_seconds,
+                              .steps_per_epoch = steps_per_epoch_,
+                              .eval_every = options_.eval_every};
+    plan.total_steps = std::max(plan_total_steps(inputs), std::max<int64_t>(global_step_, 1));
+    adopt_plan(plan);
+    std::ostringstream line;
+    line << std::fixed << std::setprecision(3) << "time budget " << options_.time_budget_minutes << " min: "
+         << plan.step_seconds << " s/step, " << std::setprecision(1) << plan.evaluation_seconds << " s/evaluation, "
+         << plan.checkpoint_seconds << " s/checkpoint -> " << plan.total_steps << " steps ("
+         << static_cast<double>(plan.total_steps) / static_cast<double>(steps_per_epoch_) << " epochs)";
+    message(line.str());
+  }
+
+  void adopt_plan(const BudgetPlan& plan) {
+    plan_ = plan;
+    schedule_ = make_schedule(plan.total_steps);
+  }
+
+  // One evaluation's cost, estimated from timing the forward pass of one evaluation batch.
+  double measure_evaluation_seconds() {
+    const bool was_training = model_.is_training();
+    model_.eval();
+    NoGradGuard no_grad;
+    test_loader_.start_epoch(0);
+    std::optional<data::Batch> batch = test_loader_.next();
+    const auto start = Clock::now();
+    if (batch) (void)model_.forward(batch->images);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    model_.train(was_training);
+    if (!batch) return 0.0;
+    return seconds * static_cast<double>(test_set_->size()) / static_cast<double>(batch->size());
+  }
+
+  optim::WarmupDecaySchedule make_schedule(int64_t total) const {
+    return optim::WarmupDecaySchedule(options_.lr, std::max(total, warmup_steps_), warmup_steps_, options_.min_lr,
+                                      options_.decay);
+  }
+
+  // ---- display ----
+
+  double seconds_in_session() const { return std::chrono::duration<double>(Clock::now() - session_start_).count(); }
+
+  std::string epochs_label() const {
+    if (options_.budgeted() && !plan_) return "?";
+    return std::to_string((total_steps() + steps_per_epoch_ - 1) / steps_per_epoch_);
+  }
+
+  void show_progress(const EpochProgress& progress) {
+    const int64_t steps_this_session = global_step_ - session_first_step_;
+    const bool end_known = !(options_.budgeted() && !plan_);
+    progress_.update({.epoch = static_cast<int>(progress.epoch + 1),
+                      .epochs = end_known ? static_cast<int>((last_step() + steps_per_epoch_ - 1) / steps_per_epoch_)
+                                          : 0,
+                      .step = batch_in_epoch_,
+                      .steps = steps_per_epoch_,
+                      .loss = epoch_loss_sum_ / static_cast<double>(batch_in_epoch_),
+                      .images_per_second = static_cast<double>(progress.images) / progress.train_seconds,
+                      .eta_seconds = end_known ? seconds_in_session() / static_cast<double>(steps_this_session) *
+                                                     static_cast<double>(last_step() - global_step_)
+                                               : 0.0});
+  }
+
   static TrainerOptions validated(TrainerOptions options) {
     options.validate();
     return options;
@@ -352,16 +544,27 @@ class Trainer {
   std::shared_ptr<const data::Dataset> train_set_, test_set_;
   data::DataLoader train_loader_, test_loader_;
   int64_t steps_per_epoch_;
+  int64_t warmup_steps_;
   optim::AdamW<float> optimizer_;
-  optim::CosineSchedule schedule_;
+  optim::WarmupDecaySchedule schedule_;
   CsvLog csv_;
   Progress progress_;
+  Clock::time_point budget_start_;
 
   int64_t epoch_ = 0;           // epochs completed
   int64_t batch_in_epoch_ = 0;  // steps done in the epoch under way
   int64_t global_step_ = 0;     // optimizer steps done
   double epoch_loss_sum_ = 0.0; // sum of the losses of the epoch under way
   double elapsed_before_ = 0.0; // seconds spent by the runs this one resumes
+
+  std::optional<BudgetPlan> plan_;  // a budgeted run's length, once measured (or resumed)
+  bool resumed_ = false;
+  bool stopped_for_budget_ = false;
+  Clock::time_point session_start_ = Clock::now();  // when this fit() began
+  int64_t session_first_step_ = 0;
+  double timed_step_seconds_ = 0.0;  // steps of this session after the untimed ones
+  int64_t timed_steps_ = 0;
+  double recent_step_seconds_ = 0.0;  // exponential average of the latest steps
 };
 
 }  // namespace tessera::train
