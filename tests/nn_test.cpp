@@ -223,7 +223,9 @@ TEST_CASE("ViTConfig: JSON round trip, timm defaults for absent keys, errors") {
   CHECK(fixture.drop_rate == 0.0);
   CHECK(nn::ViTConfig::from_json_string("{}") == nn::ViTConfig{});
 
-  CHECK(error_message([] { nn::ViTConfig::from_json_string(R"({"global_pool": "avg"})"); }).find("global_pool") !=
+  CHECK(error_message([] { nn::ViTConfig::from_json_string(R"({"global_pool": "max"})"); }).find("global_pool") !=
+        std::string::npos);
+  CHECK(error_message([] { nn::ViTConfig::from_json_string(R"({"pool": "avg"})"); }).find("unknown key") !=
         std::string::npos);
   CHECK_THROWS_AS(nn::ViTConfig::from_json_string(R"({"depth": "six"})"), Error);
   CHECK_THROWS_AS(nn::ViTConfig::from_json_string(R"({"depth": 6.5})"), Error);

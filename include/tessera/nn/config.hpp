@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -30,9 +31,29 @@ struct ViTConfig {
   double layer_norm_eps = 1e-6;
   std::string weight_init = "";  // timm's weight_init: "" (timm default), "jax" or "jax_nlhb"
 
+  // ---- token pooling, LayerScale and position embedding (docs/architecture.md, "Model options") ----------
+  bool class_token = true;  // timm's class_token: a learned token `cls_token` put before the patches
+  // What the head reads (timm's global_pool): "token" the class token (needs class_token), "avg" the mean of the
+  // patch tokens, or "seqpool" — tessera's own, which timm lacks — the sequence pooling of Compact Transformers:
+  // softmax over the patch tokens of a Linear(dim, 1) named `attention_pool`, then their weighted sum.
+  std::string global_pool = "token";
+  // timm's fc_norm: the final LayerNorm after pooling (`fc_norm`) instead of on every token before it (`norm`).
+  // Unset means timm's default: on for global_pool "avg", off otherwise.
+  std::optional<bool> fc_norm;
+  // timm's init_values: LayerScale when > 0 — each block's branch outputs are multiplied by a learned per-channel
+  // gamma (`blocks.N.ls1.gamma`, `blocks.N.ls2.gamma`) that starts at this value. 0 (timm's None) is off.
+  double init_values = 0.0;
+  // timm's pos_embed: "learn" (a learned `pos_embed`), "none" (or "", none at all), or "sincos" — tessera's own,
+  // which timm lacks — the fixed 2D sin-cos table of big_vision's posemb_sincos_2d, kept as the buffer `pos_embed`
+  // (zero at the class token), so a timm model with pos_embed "learn" loads it and computes the same function.
+  std::string pos_embed = "learn";
+
   int64_t grid_size() const { return img_size / patch_size; }
   int64_t num_patches() const { return grid_size() * grid_size(); }
-  int64_t num_tokens() const { return num_patches() + 1; }  // patches and the class token
+  int64_t num_prefix_tokens() const { return class_token ? 1 : 0; }         // timm's num_prefix_tokens
+  int64_t num_tokens() const { return num_prefix_tokens() + num_patches(); }  // the class token (if any) and patches
+  bool uses_fc_norm() const { return fc_norm.value_or(global_pool == "avg"); }
+  bool has_pos_embed() const { return pos_embed == "learn" || pos_embed == "sincos"; }
   int64_t head_dim() const { return embed_dim / num_heads; }
   int64_t mlp_hidden_dim() const { return static_cast<int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
 
@@ -65,6 +86,19 @@ struct ViTConfig {
     TESSERA_CHECK(layer_norm_eps > 0.0, "ViTConfig: layer_norm_eps must be positive, got ", layer_norm_eps);
     TESSERA_CHECK(weight_init.empty() || weight_init == "jax" || weight_init == "jax_nlhb",
                   "ViTConfig: weight_init must be \"\", \"jax\" or \"jax_nlhb\", got \"", weight_init, "\"");
+    TESSERA_CHECK(global_pool == "token" || global_pool == "avg" || global_pool == "seqpool",
+                  "ViTConfig: global_pool must be \"token\", \"avg\" or \"seqpool\", got \"", global_pool,
+                  "\" (timm's \"\", \"max\", \"avgmax\", \"map\" and \"prr\" are not implemented)");
+    TESSERA_CHECK(class_token || global_pool != "token",
+                  "ViTConfig: global_pool \"token\" reads the class token, so it needs class_token = true (use "
+                  "global_pool \"avg\" or \"seqpool\" without one)");
+    TESSERA_CHECK(std::isfinite(init_values) && init_values >= 0.0,
+                  "ViTConfig: init_values (LayerScale) must be 0 (off) or positive, got ", init_values);
+    TESSERA_CHECK(pos_embed == "learn" || pos_embed == "sincos" || pos_embed == "none" || pos_embed.empty(),
+                  "ViTConfig: pos_embed must be \"learn\", \"sincos\", \"none\" or \"\", got \"", pos_embed, "\"");
+    TESSERA_CHECK(pos_embed != "sincos" || (embed_dim % 4 == 0 && embed_dim >= 8),
+                  "ViTConfig: pos_embed \"sincos\" splits embed_dim into four parts of at least 2 (sin and cos of "
+                  "x and y), so it needs a multiple of 4 from 8 up, got embed_dim ", embed_dim);
   }
 
   // ---- presets -------------------------------------------------------------------------------------------
@@ -102,12 +136,18 @@ struct ViTConfig {
             {"proj_drop_rate", proj_drop_rate},
             {"drop_path_rate", drop_path_rate},
             {"layer_norm_eps", layer_norm_eps},
-            {"weight_init", weight_init}};
+            {"weight_init", weight_init},
+            {"class_token", class_token},
+            {"global_pool", global_pool},
+            {"fc_norm", fc_norm ? nlohmann::json(*fc_norm) : nlohmann::json(nullptr)},
+            {"init_values", init_values},
+            {"pos_embed", pos_embed}};
   }
   std::string to_json_string() const { return to_json().dump(); }
 
-  // Reads a JSON object of timm VisionTransformer arguments; absent fields keep timm's defaults. An unknown key
-  // or a value of the wrong type is an error (it would silently build a different model).
+  // Reads a JSON object of timm VisionTransformer arguments; absent fields keep timm's defaults (so configs written
+  // before a field existed still load). An unknown key or a value of the wrong type is an error (it would silently
+  // build a different model).
   static ViTConfig from_json(const nlohmann::json& j) {
     TESSERA_CHECK(j.is_object(), "ViTConfig::from_json: expected a JSON object, got ", j.type_name());
     ViTConfig c;
@@ -128,6 +168,11 @@ struct ViTConfig {
       else if (key == "drop_path_rate") c.drop_path_rate = number(key, value);
       else if (key == "layer_norm_eps") c.layer_norm_eps = number(key, value);
       else if (key == "weight_init") c.weight_init = text(key, value);
+      else if (key == "class_token") c.class_token = boolean(key, value);
+      else if (key == "global_pool") c.global_pool = text(key, value);
+      else if (key == "fc_norm") c.fc_norm = value.is_null() ? std::nullopt : std::optional<bool>(boolean(key, value));
+      else if (key == "init_values") c.init_values = value.is_null() ? 0.0 : number(key, value);  // timm's None
+      else if (key == "pos_embed") c.pos_embed = text(key, value);
       else fail_unknown_key(key);
     }
     c.validate();
@@ -177,7 +222,8 @@ struct ViTConfig {
     tessera::detail::fail("ViTConfig::from_json: unknown key '", key,
                           "' (known: img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, "
                           "mlp_ratio, qkv_bias, drop_rate, pos_drop_rate, attn_drop_rate, proj_drop_rate, "
-                          "drop_path_rate, layer_norm_eps, weight_init)");
+                          "drop_path_rate, layer_norm_eps, weight_init, class_token, global_pool, fc_norm, "
+                          "init_values, pos_embed)");
   }
 };
 

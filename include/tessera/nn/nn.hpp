@@ -1,5 +1,5 @@
 // The layers and models: Module, Linear, LayerNorm, Dropout, PatchEmbedding, MultiHeadAttention, MLP,
-// TransformerBlock, VisionTransformer, ViTConfig and the initialisers.
+// LayerScale, TransformerBlock, VisionTransformer, ViTConfig, position embeddings and the initialisers.
 #pragma once
 
 #include "tessera/nn/attention.hpp"
@@ -7,6 +7,7 @@
 #include "tessera/nn/dropout.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/layer_norm.hpp"
+#include "tessera/nn/layer_scale.hpp"
 #include "tessera/nn/linear.hpp"
 #include "tessera/nn/mlp.hpp"
 #include "tessera/nn/module.hpp"

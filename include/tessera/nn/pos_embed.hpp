@@ -1,5 +1,6 @@
-// resample_abs_pos_embed: a learned position embedding moved to another patch grid as timm does (PyTorch's bicubic
-// interpolate, align_corners=False), and the state-dict step that fits a checkpoint's pos_embed to a model's grid.
+// Position embeddings: the fixed 2D sin-cos table (big_vision's posemb_sincos_2d); resample_abs_pos_embed, a learned
+// position embedding moved to another patch grid as timm does (PyTorch's bicubic interpolate, align_corners=False);
+// and the state-dict step that fits a checkpoint's pos_embed to a model's grid.
 #pragma once
 
 #include <algorithm>
@@ -132,6 +133,38 @@ inline int64_t square_side(int64_t patches) {
 
 }  // namespace detail
 
+// The fixed 2D sin-cos position embedding of "Better plain ViT baselines" (big_vision's posemb_sincos_2d), as
+// (1, num_prefix_tokens + H * W, dim) with zero rows for the prefix tokens (the class token) first. With
+// Q = dim / 4, omega_k = temperature^(-k / (Q - 1)) for k < Q, and the patch at row y, column x (row by row):
+//   [sin(x omega_0..Q-1), cos(x omega_0..Q-1), sin(y omega_0..Q-1), cos(y omega_0..Q-1)],
+// computed in double. dim must be a multiple of 4 from 8 up.
+template <class T>
+Tensor<T> posemb_sincos_2d(GridSize grid, int64_t dim, int64_t num_prefix_tokens = 0, double temperature = 10000.0) {
+  TESSERA_CHECK(grid.height > 0 && grid.width > 0, "posemb_sincos_2d: the grid must be positive, got ", grid.height,
+                "x", grid.width);
+  TESSERA_CHECK(dim % 4 == 0 && dim >= 8, "posemb_sincos_2d: dim must be a multiple of 4 from 8 up, got ", dim);
+  TESSERA_CHECK(num_prefix_tokens >= 0, "posemb_sincos_2d: num_prefix_tokens must be non-negative, got ",
+                num_prefix_tokens);
+  const int64_t Q = dim / 4;
+  std::vector<double> omega(static_cast<size_t>(Q));
+  for (int64_t k = 0; k < Q; ++k)
+    omega[static_cast<size_t>(k)] = 1.0 / std::pow(temperature, static_cast<double>(k) / static_cast<double>(Q - 1));
+  Tensor<T> out = Tensor<T>::zeros(Shape{1, num_prefix_tokens + grid.height * grid.width, dim});
+  for (int64_t y = 0; y < grid.height; ++y)
+    for (int64_t x = 0; x < grid.width; ++x) {
+      T* row = out.data() + (num_prefix_tokens + y * grid.width + x) * dim;
+      for (int64_t k = 0; k < Q; ++k) {
+        const double ax = static_cast<double>(x) * omega[static_cast<size_t>(k)];
+        const double ay = static_cast<double>(y) * omega[static_cast<size_t>(k)];
+        row[k] = static_cast<T>(std::sin(ax));
+        row[Q + k] = static_cast<T>(std::cos(ax));
+        row[2 * Q + k] = static_cast<T>(std::sin(ay));
+        row[3 * Q + k] = static_cast<T>(std::cos(ay));
+      }
+    }
+  return out;
+}
+
 // pos_embed is (1, num_prefix_tokens + H * W, D): the prefix tokens' positions (the class token's) first, then the
 // patch positions row by row over the old grid (H, W). Returns (1, num_prefix_tokens + H' * W', D) for new_grid
 // (H', W'): the prefix rows copied unchanged, the grid resampled per channel as timm's
@@ -185,10 +218,11 @@ Tensor<T> resample_abs_pos_embed(const Tensor<T>& pos_embed, GridSize new_grid, 
 
 // For loading a checkpoint into a model of another grid (e.g. timm's 224/16 = 14x14 into 32/4 = 8x8, or 14x14 into
 // 384/16 = 24x24): when `dict` holds a "pos_embed" whose patch grid differs from `config`'s, replaces it in place
-// (same position in the dict) with resample_abs_pos_embed to config's grid, keeping the class token's position.
-// The old grid is `old_grid` when given, else the square one its token count implies. Returns whether it resampled.
-// Throws when pos_embed is not (1, tokens, config.embed_dim) or its grid cannot be known. Other keys (e.g. a
-// patch_embed.proj.weight of another patch size) are left for load_state_dict to report.
+// (same position in the dict) with resample_abs_pos_embed to config's grid, keeping the prefix tokens' positions
+// (config.num_prefix_tokens(): the class token's, if any) — or, for config.pos_embed "sincos", with the fixed table
+// of config's grid. The old grid is `old_grid` when given, else the square one its token count implies. Returns
+// whether it replaced pos_embed. Throws when pos_embed is not (1, tokens, config.embed_dim) or its grid cannot be
+// known. Other keys (e.g. a patch_embed.proj.weight of another patch size) are left for load_state_dict to report.
 template <class T>
 bool resample_pos_embed_in_state_dict(StateDict<T>& dict, const ViTConfig& config,
                                       std::optional<GridSize> old_grid = std::nullopt, bool antialias = false) {
@@ -196,6 +230,7 @@ bool resample_pos_embed_in_state_dict(StateDict<T>& dict, const ViTConfig& confi
   const Tensor<T> pos_embed = dict.find("pos_embed");
   if (!pos_embed.defined()) return false;
   const Shape& s = pos_embed.shape();
+  const int64_t prefix = config.num_prefix_tokens();
   TESSERA_CHECK(s.rank() == 3 && s[0] == 1 && s[2] == config.embed_dim, op, ": the checkpoint's pos_embed has shape ",
                 s, " but the model needs (1, tokens, ", config.embed_dim, ")");
   const GridSize new_grid{config.grid_size(), config.grid_size()};
@@ -203,15 +238,17 @@ bool resample_pos_embed_in_state_dict(StateDict<T>& dict, const ViTConfig& confi
   if (old_grid) {
     from = *old_grid;
   } else {
-    const int64_t side = detail::square_side(s[1] - 1);
-    TESSERA_CHECK(side > 0, op, ": the checkpoint's pos_embed of shape ", s, " holds ", s[1] - 1,
-                  " patch positions after the class token, not a square grid; give old_grid");
+    const int64_t side = detail::square_side(s[1] - prefix);
+    TESSERA_CHECK(side > 0, op, ": the checkpoint's pos_embed of shape ", s, " holds ", s[1] - prefix,
+                  " patch positions after ", prefix, " prefix token(s), not a square grid; give old_grid");
     from = GridSize{side, side};
   }
-  TESSERA_CHECK(s[1] == 1 + from.height * from.width, op, ": the checkpoint's pos_embed of shape ", s,
-                " does not match the old grid ", from.height, "x", from.width, " and one class token");
+  TESSERA_CHECK(s[1] == prefix + from.height * from.width, op, ": the checkpoint's pos_embed of shape ", s,
+                " does not match the old grid ", from.height, "x", from.width, " and ", prefix, " prefix token(s)");
   if (from == new_grid) return false;
-  dict.insert("pos_embed", resample_abs_pos_embed(pos_embed, new_grid, from, 1, antialias));
+  dict.insert("pos_embed", config.pos_embed == "sincos"
+                               ? posemb_sincos_2d<T>(new_grid, config.embed_dim, prefix)
+                               : resample_abs_pos_embed(pos_embed, new_grid, from, prefix, antialias));
   return true;
 }
 

@@ -1,5 +1,6 @@
-// Differentiable assembly of a ViT's token sequence in one pass: the class token put before the patch embeddings and
-// the position embedding added, as timm's cat([cls_token.expand(B, -1, -1), x], dim=1) + pos_embed.
+// Differentiable token ops of a ViT: the sequence assembled in one pass (the class token put before the patch
+// embeddings and the position embedding added, as timm's cat([cls_token.expand(B, -1, -1), x], dim=1) + pos_embed),
+// and a weighted sum over the tokens (sequence pooling).
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/kernels/elementwise.hpp"
+#include "tessera/kernels/token_pool.hpp"
 
 namespace tessera::ops {
 
@@ -47,6 +49,29 @@ Tensor<T> class_token_and_position(const Tensor<T>& patches, const Tensor<T>& cl
                           std::copy(dpos.data(), dpos.data() + E, dcls.data());
                         }
                         return autograd::Grads<T>{dpatches, dcls, needs[2] ? dpos : Tensor<T>()};
+                      });
+  return out;
+}
+
+// tokens (B, N, E), weights (B, N); returns (B, E) with out[b] = Σ_n weights[b, n] tokens[b, n] (n ascending).
+// Backward: dtokens[b, n] = weights[b, n] g[b];  dweights[b, n] = <tokens[b, n], g[b]>.
+template <class T>
+Tensor<T> weighted_token_sum(const Tensor<T>& tokens, const Tensor<T>& weights) {
+  TESSERA_CHECK(tokens.rank() == 3, "weighted_token_sum: tokens must be (B, N, E), got shape ", tokens.shape());
+  const int64_t B = tokens.size(0), N = tokens.size(1), E = tokens.size(2);
+  TESSERA_CHECK((weights.shape() == Shape{B, N}), "weighted_token_sum: weights must be (", B, ", ", N,
+                ") for tokens of shape ", tokens.shape(), ", got shape ", weights.shape());
+  Tensor<T> out = Tensor<T>::empty(Shape{B, E});
+  kernels::weighted_token_sum_forward(out.data(), tokens.data(), weights.data(), B, N, E);
+  autograd::record<T>(out, "weighted_token_sum", {tokens, weights},
+                      [tokens = tokens.detach(), weights = weights.detach(), B, N, E](
+                          const Tensor<T>& g, const autograd::NeedsGrad& needs) {
+                        Tensor<T> dtokens = needs[0] ? Tensor<T>::zeros(Shape{B, N, E}) : Tensor<T>();
+                        Tensor<T> dweights = needs[1] ? Tensor<T>::zeros(Shape{B, N}) : Tensor<T>();
+                        kernels::weighted_token_sum_backward(needs[0] ? dtokens.data() : nullptr,
+                                                             needs[1] ? dweights.data() : nullptr, g.data(),
+                                                             tokens.data(), weights.data(), B, N, E);
+                        return autograd::Grads<T>{dtokens, dweights};
                       });
   return out;
 }
