@@ -1,0 +1,2 @@
+// Stand-in found before the real stb_image_write.h: tessera::core's headers must not need it (tests/package/poison).
+#error "a header that tessera::core covers includes <stb_image_write.h>, which only tessera::tessera provides"
