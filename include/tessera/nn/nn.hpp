@@ -1,9 +1,11 @@
-// The layers and models: Module, Linear, LayerNorm, Dropout, PatchEmbedding, MultiHeadAttention, MLP,
-// LayerScale, TransformerBlock, VisionTransformer, ViTConfig, position embeddings and the initialisers.
+// The layers and models: Module, Linear, LayerNorm, Dropout, Conv2d, BatchNorm2d, MultiHeadAttention, MLP,
+// PatchEmbedding, LayerScale, TransformerBlock, VisionTransformer, ViTConfig, position embeddings and the initialisers.
 #pragma once
 
 #include "tessera/nn/attention.hpp"
+#include "tessera/nn/batch_norm.hpp"
 #include "tessera/nn/config.hpp"
+#include "tessera/nn/conv2d.hpp"
 #include "tessera/nn/dropout.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/layer_norm.hpp"

@@ -3,7 +3,9 @@
 
 #include "tessera/ops/activation.hpp"
 #include "tessera/ops/attention.hpp"
+#include "tessera/ops/batch_norm.hpp"
 #include "tessera/ops/broadcast.hpp"
+#include "tessera/ops/conv2d.hpp"
 #include "tessera/ops/dropout.hpp"
 #include "tessera/ops/elementwise.hpp"
 #include "tessera/ops/layer_norm.hpp"
