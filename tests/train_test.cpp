@@ -416,3 +416,147 @@ TEST_CASE("spread_subset takes samples spread evenly over the dataset") {
   check_error([&] { subset->get(3); }, {"Subset::get", "3"});
   check_error([&] { train::Subset(base, {0, 10}); }, {"Subset", "10"});
 }
+
+TEST_CASE("split_validation holds out the last samples of each class, keeping the class balance") {
+  // 40 samples, labels in blocks (as an image folder lists them): 0 x16, 1 x12, 2 x12.
+  std::vector<data::Image> images;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < 40; ++i) {
+    images.emplace_back(2, 2, 3);
+    images.back().pixels[0] = static_cast<uint8_t>(i);
+    labels.push_back(i < 16 ? 0 : i < 28 ? 1 : 2);
+  }
+  const auto base = std::make_shared<data::InMemoryDataset>(std::move(images), std::move(labels),
+                                                            std::vector<std::string>{"a", "b", "c"}, "blocks");
+  const train::ValidationSplit split = train::split_validation(base, 10);
+  // Shares: 10·16/40 = 4, 10·12/40 = 3, 3; the validation set is samples 12-15, 25-27, 37-39.
+  REQUIRE(split.validation->size() == 10);
+  REQUIRE(split.train->size() == 30);
+  const int64_t held_out[] = {12, 13, 14, 15, 25, 26, 27, 37, 38, 39};
+  for (int64_t i = 0; i < 10; ++i) CHECK(split.validation->get(i).image.pixels[0] == held_out[i]);
+  std::vector<int> seen(40, 0);
+  for (int64_t i = 0; i < 30; ++i) ++seen[split.train->get(i).image.pixels[0]];
+  for (int64_t i = 0; i < 10; ++i) ++seen[split.validation->get(i).image.pixels[0]];
+  for (int count : seen) CHECK(count == 1);
+  check_error([&] { train::split_validation(base, 40); }, {"split_validation", "between 1 and 39", "40"});
+  check_error([&] { train::split_validation(base, 0); }, {"split_validation"});
+}
+
+TEST_CASE("a time budget's step count: the largest run whose steps, evaluations and checkpoints fit") {
+  // Epoch ends strictly before the last step, after step 20, with 30 steps per epoch.
+  CHECK(train::epoch_ends_before(90, 20, 30, 1).checkpoints == 2);  // ends at 30, 60
+  CHECK(train::epoch_ends_before(91, 20, 30, 1).checkpoints == 3);  // and 90
+  CHECK(train::epoch_ends_before(91, 20, 30, 2).evaluations == 1);  // only epoch 2's end (step 60)
+  CHECK(train::epoch_ends_before(91, 20, 30, 0).evaluations == 0);
+  CHECK(train::epoch_ends_before(20, 20, 30, 1).checkpoints == 0);
+  CHECK(train::epoch_ends_before(121, 60, 30, 2).evaluations == 1);  // epochs 3 and 4 end after step 60: only 4
+
+  // 90 s available. With an evaluation every epoch: 90 steps cost 70 + 3 evaluations·5 + 3 checkpoints·1 = 88 s,
+  // 91 steps 71 + 4·5 + 4·1 = 95 s.
+  train::BudgetInputs in{.budget = 100.0, .elapsed = 10.0, .steps_done = 20, .step = 1.0, .evaluation = 5.0,
+                         .checkpoint = 1.0, .steps_per_epoch = 30, .eval_every = 1, .reserve_fraction = 0.0,
+                         .exit_seconds = 0.0};
+  CHECK(train::seconds_to_finish(in, 90) == doctest::Approx(88.0));
+  CHECK(train::seconds_to_finish(in, 91) == doctest::Approx(95.0));
+  CHECK(train::plan_total_steps(in) == 90);
+  // Evaluating only at the end: 101 steps cost 81 + 5 + 4 = 90 s, 102 steps 91 s.
+  in.eval_every = 0;
+  CHECK(train::plan_total_steps(in) == 101);
+  // A reserve of 10% leaves 100·0.9 - 10 = 80 s, the exit takes 5: 87 steps cost 67 + 5 + 3·1 + 5 = 80 s.
+  in.reserve_fraction = 0.1;
+  in.exit_seconds = 5.0;
+  CHECK(train::plan_total_steps(in) == 87);
+  // A budget already spent plans no further steps.
+  in.elapsed = 200.0;
+  CHECK(train::plan_total_steps(in) == 20);
+  in.step = 0.0;
+  check_error([&] { train::plan_total_steps(in); }, {"plan_total_steps"});
+}
+
+TEST_CASE("a time-budgeted run plans its length from its first steps, lays the schedule over it and keeps it") {
+  TempDir dir;
+  train::TrainerOptions options = tiny_options();
+  options.time_budget_minutes = 0.2;  // 12 s
+  options.eval_every = 0;
+  options.decay = optim::Decay::linear;
+  options.min_lr = 0.0;
+  options.checkpoint = dir / "budget.safetensors";
+  options.csv = dir / "budget.csv";
+  const auto start = std::chrono::steady_clock::now();
+  options.budget_start = start;
+  Model model(tiny_config(), 3);
+  Trainer trainer = make_trainer(model, options);
+  CHECK(trainer.total_steps() == 0);  // not planned yet
+  const auto rows = trainer.fit();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(trainer.budget_plan().has_value());
+  const train::BudgetPlan plan = *trainer.budget_plan();
+  CHECK(plan.planned_at_step == 24);
+  CHECK(plan.total_steps > 24);
+  // The whole plan, or less when the machine slowed down after planning and the guard stopped the run.
+  CHECK(trainer.global_step() <= plan.total_steps);
+  CHECK(trainer.global_step() > plan.planned_at_step);
+  CHECK(trainer.schedule().total_steps() == plan.total_steps);
+  CHECK(trainer.schedule().decay() == optim::Decay::linear);
+  // Linear decay to 0 over the planned steps: the last step ran at lr·1/(steps after warmup).
+  CHECK(trainer.schedule()(plan.total_steps - 1) ==
+        doctest::Approx(options.lr / static_cast<double>(plan.total_steps - 6)));
+  // Only the last row was evaluated; the others have an empty accuracy field.
+  REQUIRE(!rows.empty());
+  CHECK(std::isfinite(rows.back().test_accuracy));
+  for (size_t i = 0; i + 1 < rows.size(); ++i) CHECK(std::isnan(rows[i].test_accuracy));
+  const auto csv = read_lines(options.csv);
+  REQUIRE(csv.size() == rows.size() + 1);
+  if (rows.size() > 1) CHECK(csv[1].find(",,") != std::string::npos);
+  // Not a speed test: the run's own guard keeps it near its budget even on a loaded machine.
+  CHECK(seconds < 12.0 * 1.02 + 2.0);
+  // The checkpoint carries the plan, so a resumed run keeps the same length.
+  const io::CheckpointState state = io::read_checkpoint_state(options.checkpoint);
+  CHECK(state.trainer.at("budget_plan").at("total_steps") == plan.total_steps);
+  CHECK(state.schedule.at("total_steps") == plan.total_steps);
+}
+
+TEST_CASE("a budgeted run resumed after its plan keeps the plan") {
+  TempDir dir;
+  train::TrainerOptions options = tiny_options();
+  options.time_budget_minutes = 10.0;  // far more than the steps run here: the plan is long
+  options.eval_every = 2;
+  options.checkpoint = dir / "budget.safetensors";
+  options.csv = dir / "budget.csv";
+  options.max_steps = 27;  // stops inside epoch 5, after planning at step 24
+  int64_t planned = 0;
+  {
+    Model model(tiny_config(), 3);
+    Trainer first = make_trainer(model, options);
+    first.fit();
+    REQUIRE(first.budget_plan().has_value());
+    planned = first.budget_plan()->total_steps;
+    CHECK(planned > 27);
+    CHECK(first.global_step() == 27);
+  }
+  options.max_steps = 33;
+  Model model(tiny_config(), 5);
+  Trainer second = make_trainer(model, options);
+  second.resume(options.checkpoint);
+  REQUIRE(second.budget_plan().has_value());
+  CHECK(second.budget_plan()->total_steps == planned);
+  CHECK(second.schedule().total_steps() == planned);
+  second.fit();
+  CHECK(second.global_step() == 33);
+  // The CSV parses back, including rows of epochs that were not evaluated (eval_every 2).
+  train::CsvLog reread(options.csv);
+  reread.load_existing(1000);
+  CHECK(reread.rows().size() == second.csv().rows().size());
+  CHECK(std::isnan(reread.rows().front().test_accuracy));
+  CHECK(std::isfinite(reread.rows().back().test_accuracy));  // the run's stop by max_steps evaluates
+}
+
+TEST_CASE("linear decay: warmup, then a straight line from lr to min_lr") {
+  const optim::WarmupDecaySchedule schedule(1.0, 12, 2, 0.1, optim::Decay::linear);
+  CHECK(schedule(0) == doctest::Approx(0.5));
+  CHECK(schedule(1) == doctest::Approx(1.0));
+  CHECK(schedule(2) == doctest::Approx(1.0));
+  CHECK(schedule(7) == doctest::Approx(0.1 + 0.9 * 0.5));
+  CHECK(schedule(12) == doctest::Approx(0.1));
+  CHECK(schedule(50) == doctest::Approx(0.1));
+}
