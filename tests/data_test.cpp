@@ -880,3 +880,592 @@ TEST_CASE("DataLoader counts the time the consumer waits") {
   CHECK(loader.take_wait_seconds() >= 0.030);
   CHECK(loader.wait_seconds() == 0.0);
 }
+
+// ---- augmentation: image ops, TrivialAugment/RandAugment, Cutout, MixUp/CutMix, the fast recipe's transform -------
+// Expected values are worked out by hand in the comments (torchvision's uint8 semantics: blends truncate).
+
+#include <tessera/autograd/engine.hpp>
+#include <tessera/data/auto_augment.hpp>
+#include <tessera/data/cifar10_fast.hpp>
+#include <tessera/data/cutout.hpp>
+#include <tessera/data/image_ops.hpp>
+#include <tessera/data/mix.hpp>
+
+namespace {
+
+// A 1-channel image from rows of values.
+Image grey_image(int64_t height, int64_t width, const std::vector<int>& values) {
+  REQUIRE(static_cast<int64_t>(values.size()) == height * width);
+  Image image(height, width, 1);
+  for (size_t i = 0; i < values.size(); ++i) image.pixels[i] = static_cast<uint8_t>(values[i]);
+  return image;
+}
+
+std::vector<int> values_of(const Image& image) { return std::vector<int>(image.pixels.begin(), image.pixels.end()); }
+
+// A 4x4 1-channel image with value 10 * (4 * y + x) + 5 at (y, x): every pixel distinct.
+Image numbered_4x4() {
+  Image image(4, 4, 1);
+  for (int64_t y = 0; y < 4; ++y)
+    for (int64_t x = 0; x < 4; ++x) image.at(y, x, 0) = static_cast<uint8_t>(10 * (4 * y + x) + 5);
+  return image;
+}
+
+}  // namespace
+
+TEST_CASE("posterize, solarize and brightness map values as hand-computed") {
+  const Image image = grey_image(1, 4, {0, 100, 200, 255});
+  CHECK(values_of(posterize(image, 3)) == std::vector<int>{0, 96, 192, 224});  // keep the top 3 bits: & 0xE0
+  CHECK(values_of(posterize(image, 8)) == std::vector<int>{0, 100, 200, 255});
+  CHECK(values_of(posterize(image, 0)) == std::vector<int>{0, 0, 0, 0});
+  CHECK(values_of(solarize(image, 128)) == std::vector<int>{0, 100, 55, 0});   // v >= 128 -> 255 - v
+  CHECK(values_of(solarize(image, 255)) == std::vector<int>{0, 100, 200, 0});
+  CHECK(values_of(solarize(image, 0)) == std::vector<int>{255, 155, 55, 0});
+  CHECK(values_of(solarize(image, 100)) == std::vector<int>{0, 155, 55, 0});  // the threshold itself inverts
+
+  const Image dark = grey_image(1, 4, {0, 10, 100, 200});
+  CHECK(values_of(adjust_brightness(dark, 1.5)) == std::vector<int>{0, 15, 150, 255});  // 300 clamps to 255
+  CHECK(values_of(adjust_brightness(dark, 0.33)) == std::vector<int>{0, 3, 33, 66});    // 3.3 truncates to 3
+  CHECK(values_of(adjust_brightness(dark, 0.0)) == std::vector<int>{0, 0, 0, 0});
+  CHECK(contains(error_of([&] { posterize(image, 9); }), "bits"));
+  CHECK(contains(error_of([&] { adjust_brightness(image, -0.1); }), "non-negative"));
+  CHECK(contains(error_of([] { solarize(Image(2, 2, 2), 10); }), "1- or 3-channel"));
+}
+
+TEST_CASE("saturation and contrast blend with the grey level and its mean") {
+  // grey(200, 100, 50) = trunc(0.2989 * 200 + 0.587 * 100 + 0.114 * 50) = trunc(124.18) = 124.
+  Image rgb(1, 1, 3);
+  rgb.pixels = {200, 100, 50};
+  CHECK(grey_level(200, 100, 50) == 124);
+  CHECK(values_of(adjust_saturation(rgb, 0.0)) == std::vector<int>{124, 124, 124});
+  CHECK(values_of(adjust_saturation(rgb, 0.5)) == std::vector<int>{162, 112, 87});  // 0.5 v + 62
+  CHECK(values_of(adjust_saturation(rgb, 2.0)) == std::vector<int>{255, 76, 0});    // 2 v - 124, clamped
+  CHECK(values_of(adjust_saturation(rgb, 1.0)) == std::vector<int>{200, 100, 50});
+  // A single pixel's mean grey is its grey, so contrast agrees with saturation here.
+  CHECK(values_of(adjust_contrast(rgb, 0.5)) == std::vector<int>{162, 112, 87});
+  // Grey pixels (v, v, v) have grey level trunc(0.9999 v) = v - 1 for v > 0, as in torchvision.
+  CHECK(grey_level(100, 100, 100) == 99);
+
+  const Image grey = grey_image(2, 2, {0, 50, 100, 250});  // mean 100
+  CHECK(values_of(adjust_contrast(grey, 0.5)) == std::vector<int>{50, 75, 100, 175});  // 0.5 v + 50
+  CHECK(values_of(adjust_contrast(grey, 2.0)) == std::vector<int>{0, 0, 100, 255});    // 2 v - 100, clamped
+  CHECK(values_of(adjust_contrast(grey, 0.0)) == std::vector<int>{100, 100, 100, 100});
+  CHECK(values_of(adjust_saturation(grey, 0.0)) == values_of(grey));  // no colour to remove
+}
+
+TEST_CASE("sharpness blends with the 3x3 smoothed interior and keeps the border") {
+  // Centre 100, all neighbours 10: smoothed centre = round((8 * 10 + 5 * 100) / 13) = round(44.6) = 45.
+  const Image spot = grey_image(3, 3, {10, 10, 10, 10, 100, 10, 10, 10, 10});
+  CHECK(values_of(adjust_sharpness(spot, 0.0)) == std::vector<int>{10, 10, 10, 10, 45, 10, 10, 10, 10});
+  CHECK(values_of(adjust_sharpness(spot, 2.0)) == std::vector<int>{10, 10, 10, 10, 155, 10, 10, 10, 10});
+  CHECK(values_of(adjust_sharpness(spot, 1.5)) == std::vector<int>{10, 10, 10, 10, 127, 10, 10, 10, 10});  // 127.5
+  // 4x4 ramp by rows (0, 13, 26, 39): a linear ramp is its own smoothed image, so any factor keeps it.
+  const Image ramp = grey_image(4, 4, {0, 0, 0, 0, 13, 13, 13, 13, 26, 26, 26, 26, 39, 39, 39, 39});
+  CHECK(values_of(adjust_sharpness(ramp, 0.0)) == values_of(ramp));
+  CHECK(values_of(adjust_sharpness(ramp, 1.9)) == values_of(ramp));
+  // Width 2: returned as it is.
+  const Image thin = grey_image(3, 2, {0, 200, 0, 200, 0, 200});
+  CHECK(values_of(adjust_sharpness(thin, 0.0)) == values_of(thin));
+}
+
+TEST_CASE("autocontrast stretches each channel and equalize flattens the histogram") {
+  // Channel 0 spans [20, 71] (range 51, scale 255 / 51 = 5); channel 1 is constant and stays; channel 2 already
+  // spans [0, 255].
+  Image image(1, 4, 3);
+  image.pixels = {20, 9, 0, 37, 9, 17, 71, 9, 255, 50, 9, 34};
+  CHECK(values_of(autocontrast(image)) == std::vector<int>{0, 9, 0, 85, 9, 17, 255, 9, 255, 150, 9, 34});
+
+  // 1024 pixels: 512 of 10, 256 of 50, 256 of 200. step = (1024 - 256) / 255 = 3 (floor), and
+  // v -> (pixels below v + 1) / 3: 10 -> 1 / 3 = 0, 50 -> 513 / 3 = 171, 200 -> 769 / 3 = 256, clamped to 255.
+  Image many(32, 32, 1);
+  for (int64_t i = 0; i < 1024; ++i) many.pixels[static_cast<size_t>(i)] = i < 512 ? 10 : (i < 768 ? 50 : 200);
+  const Image equalized = equalize(many);
+  for (int64_t i = 0; i < 1024; ++i) {
+    const int want = i < 512 ? 0 : (i < 768 ? 171 : 255);
+    REQUIRE(equalized.pixels[static_cast<size_t>(i)] == want);
+  }
+  // Too few pixels below the top value (step 0): unchanged.
+  const Image small = grey_image(1, 4, {0, 50, 100, 250});
+  CHECK(values_of(equalize(small)) == values_of(small));
+}
+
+TEST_CASE("rotate, shear and translate sample the hand-computed source pixels") {
+  const Image image = numbered_4x4();
+  const auto at = [&](int64_t y, int64_t x) { return static_cast<int>(image.at(y, x, 0)); };
+  for (Interpolation mode : {Interpolation::nearest, Interpolation::bilinear}) {
+    CAPTURE(interpolation_name(mode));
+    const Image left = rotate(image, 90, mode), half = rotate(image, 180, mode), right = rotate(image, -90, mode);
+    for (int64_t y = 0; y < 4; ++y)
+      for (int64_t x = 0; x < 4; ++x) {
+        CHECK(left.at(y, x, 0) == at(x, 3 - y));  // counter-clockwise: the right column becomes the top row
+        CHECK(half.at(y, x, 0) == at(3 - y, 3 - x));
+        CHECK(right.at(y, x, 0) == at(3 - x, y));
+      }
+  }
+  // 3x5 turned by 90 degrees about (2, 1): output (x, y) samples (3 - y, x - 1); columns 0 and 4 fall outside.
+  const Image wide = pattern_image(3, 5, 3, 4);
+  const Image turned = rotate(wide, 90, Interpolation::nearest, {7, 8, 9});
+  for (int64_t y = 0; y < 3; ++y)
+    for (int64_t x = 0; x < 5; ++x)
+      for (int64_t c = 0; c < 3; ++c) {
+        const int64_t sx = 3 - y, sy = x - 1;
+        const bool inside = sy >= 0 && sy < 3 && sx >= 0 && sx < 5;
+        CHECK(turned.at(y, x, c) == (inside ? wide.at(sy, sx, c) : 7 + c));
+      }
+
+  // Shear x by 0.5: source x = x + 0.5 (y + 0.5), i.e. rows shift left by round(0.25, 0.75, 1.25, 1.75) = 0, 1, 1, 2.
+  const int shift[4] = {0, 1, 1, 2};
+  const Image sheared = shear_x(image, 0.5, Interpolation::nearest, {3});
+  const Image sheared_back = shear_x(image, -0.5);
+  const Image sheared_y = shear_y(image, 0.5);
+  for (int64_t y = 0; y < 4; ++y)
+    for (int64_t x = 0; x < 4; ++x) {
+      const int64_t sx = x + shift[y], sx_back = x - shift[y];
+      CHECK(sheared.at(y, x, 0) == (sx < 4 ? at(y, sx) : 3));
+      CHECK(sheared_back.at(y, x, 0) == (sx_back >= 0 ? at(y, sx_back) : 0));
+      const int64_t sy = y + shift[x];  // the same along columns
+      CHECK(sheared_y.at(y, x, 0) == (sy < 4 ? at(sy, x) : 0));
+    }
+  // Bilinear shear of the row (0, 100, 200, 40) by 0.5 at y = 0: source x + 0.25 blends 3/4 and 1/4 of the
+  // neighbours; the last pixel takes 1/4 of the fill 0: 25, 125, 160, 30.
+  const Image row = grey_image(1, 4, {0, 100, 200, 40});
+  CHECK(values_of(shear_x(row, 0.5, Interpolation::bilinear)) == std::vector<int>{25, 125, 160, 30});
+
+  const Image moved = translate(image, 2, -1, {1});
+  for (int64_t y = 0; y < 4; ++y)
+    for (int64_t x = 0; x < 4; ++x) {
+      const int64_t sx = x - 2, sy = y + 1;
+      CHECK(moved.at(y, x, 0) == (sx >= 0 && sy < 4 ? at(sy, sx) : 1));
+    }
+  CHECK(values_of(translate(image, 4, 0)) == std::vector<int>(16, 0));
+  CHECK(values_of(translate(image, 0, 0)) == values_of(image));
+  CHECK(contains(error_of([&] { rotate(wide, 10, Interpolation::nearest, {1, 2}); }), "fill has 2 values"));
+}
+
+TEST_CASE("apply_augment_op gives magnitudes torchvision's meaning") {
+  const Image image = numbered_4x4();
+  const Image dark = grey_image(1, 4, {0, 10, 100, 200});
+  CHECK(values_of(apply_augment_op(dark, AugmentOp::brightness, 0.5)) == std::vector<int>{0, 15, 150, 255});
+  CHECK(values_of(apply_augment_op(dark, AugmentOp::contrast, -1.0)) ==
+        std::vector<int>{77, 77, 77, 77});  // factor 0: the mean trunc(310 / 4 = 77.5) -> 77
+  CHECK(values_of(apply_augment_op(dark, AugmentOp::posterize, 3.0)) == std::vector<int>{0, 0, 96, 192});
+  CHECK(values_of(apply_augment_op(dark, AugmentOp::solarize, 100.0)) == std::vector<int>{0, 10, 155, 55});
+  // Translate truncates toward zero: -2.9 moves 2 pixels left.
+  const Image moved = apply_augment_op(image, AugmentOp::translate_x, -2.9);
+  for (int64_t x = 0; x < 4; ++x) CHECK(moved.at(1, x, 0) == (x + 2 < 4 ? image.at(1, x + 2, 0) : 0));
+  CHECK(same_pixels(apply_augment_op(image, AugmentOp::identity, 5.0), image));
+  CHECK(same_pixels(apply_augment_op(image, AugmentOp::rotate, 180.0), rotate(image, 180)));
+}
+
+TEST_CASE("augment_magnitude follows torchvision's bins for the wide and standard spaces") {
+  using S = AugmentSpace;
+  CHECK(augment_magnitude(S::wide, AugmentOp::shear_x, 0, 31, 32, 32) == 0.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::shear_x, 30, 31, 32, 32) == doctest::Approx(0.99).epsilon(1e-6));
+  CHECK(augment_magnitude(S::wide, AugmentOp::shear_y, 10, 31, 32, 32) == doctest::Approx(0.33).epsilon(1e-6));
+  CHECK(augment_magnitude(S::wide, AugmentOp::translate_x, 15, 31, 32, 32) == doctest::Approx(16.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::wide, AugmentOp::rotate, 30, 31, 32, 32) == doctest::Approx(135.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::wide, AugmentOp::brightness, 20, 31, 32, 32) == doctest::Approx(0.66).epsilon(1e-6));
+  // Posterize: 8 - round(bin / 5) wide (bins 31): 0 -> 8, 12 -> 6 (2.4), 13 -> 5 (2.6), 30 -> 2.
+  CHECK(augment_magnitude(S::wide, AugmentOp::posterize, 0, 31, 32, 32) == 8.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::posterize, 12, 31, 32, 32) == 6.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::posterize, 13, 31, 32, 32) == 5.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::posterize, 30, 31, 32, 32) == 2.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::solarize, 0, 31, 32, 32) == 255.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::solarize, 10, 31, 32, 32) == doctest::Approx(170.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::wide, AugmentOp::solarize, 30, 31, 32, 32) == 0.0);
+  CHECK(augment_magnitude(S::wide, AugmentOp::equalize, 7, 31, 32, 32) == 0.0);
+  // Standard (RandAugment): posterize 8 - round(bin / 7.5), translate up to 150/331 of the side, rotate 30.
+  CHECK(augment_magnitude(S::standard, AugmentOp::posterize, 30, 31, 32, 32) == 4.0);
+  CHECK(augment_magnitude(S::standard, AugmentOp::posterize, 9, 31, 32, 32) == 7.0);
+  CHECK(augment_magnitude(S::standard, AugmentOp::translate_x, 30, 31, 20, 32) ==
+        doctest::Approx(150.0 / 331.0 * 32.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::standard, AugmentOp::translate_y, 30, 31, 20, 32) ==
+        doctest::Approx(150.0 / 331.0 * 20.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::standard, AugmentOp::rotate, 9, 31, 32, 32) == doctest::Approx(9.0).epsilon(1e-6));
+  CHECK(augment_magnitude(S::standard, AugmentOp::color, 9, 31, 32, 32) == doctest::Approx(0.27).epsilon(1e-6));
+  CHECK(contains(error_of([] { augment_magnitude(AugmentSpace::wide, AugmentOp::rotate, 31, 31, 8, 8); }), "bin"));
+}
+
+TEST_CASE("TrivialAugmentWide draws op, bin and sign uniformly and is deterministic for a generator") {
+  const TrivialAugmentWide trivial;
+  CHECK(trivial.describe() == "TrivialAugmentWide(num_magnitude_bins=31, interpolation=nearest, fill=[0])");
+  std::vector<int> op_counts(kNumAugmentOps, 0);
+  int negative = 0, positive = 0;
+  double largest_rotation = 0.0;
+  const int draws = 14000;
+  for (int seed = 0; seed < draws; ++seed) {
+    Generator gen(static_cast<uint64_t>(seed)), replay(static_cast<uint64_t>(seed));
+    const AugmentChoice choice = trivial.choose(32, 32, gen);
+    // The draws in order: op ~ U{0..13}, bin ~ U{0..30} when the op has a magnitude, sign when it is signed.
+    const auto op = static_cast<AugmentOp>(replay.below(14));
+    REQUIRE(choice.op == op);
+    ++op_counts[static_cast<size_t>(op)];
+    if (!augment_op_has_magnitude(op)) {
+      CHECK(choice.magnitude == 0.0);
+      continue;
+    }
+    const auto bin = static_cast<double>(replay.below(31));
+    const bool negated = augment_op_is_signed(op) && replay.below(2) == 1;
+    double expected = 0.0;
+    switch (op) {
+      case AugmentOp::shear_x: case AugmentOp::shear_y: case AugmentOp::brightness: case AugmentOp::color:
+      case AugmentOp::contrast: case AugmentOp::sharpness: expected = 0.99 * bin / 30.0; break;
+      case AugmentOp::translate_x: case AugmentOp::translate_y: expected = 32.0 * bin / 30.0; break;
+      case AugmentOp::rotate: expected = 135.0 * bin / 30.0; break;
+      case AugmentOp::posterize: expected = 8.0 - std::nearbyint(bin / 5.0); break;
+      case AugmentOp::solarize: expected = 255.0 - 8.5 * bin; break;
+      default: break;
+    }
+    CHECK(choice.magnitude == doctest::Approx(negated ? -expected : expected).epsilon(1e-5));
+    if (augment_op_is_signed(op)) (negated ? negative : positive) += 1;
+    if (op == AugmentOp::rotate) largest_rotation = std::max(largest_rotation, std::abs(choice.magnitude));
+  }
+  for (int count : op_counts) {  // 1000 expected per op; 6 standard deviations is about 180
+    CHECK(count > 800);
+    CHECK(count < 1200);
+  }
+  CHECK(std::abs(negative - positive) < 400);
+  CHECK(largest_rotation == doctest::Approx(135.0).epsilon(1e-6));
+
+  const Image image = pattern_image(32, 32, 3, 9);
+  int changed = 0;
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    Generator a(seed), b(seed), c(seed);
+    const Image out = trivial(image, a);
+    CHECK(same_pixels(out, trivial(image, b)));
+    const AugmentChoice choice = trivial.choose(32, 32, c);
+    CHECK(same_pixels(out, apply_augment_op(image, choice.op, choice.magnitude)));
+    changed += same_pixels(out, image) ? 0 : 1;
+  }
+  CHECK(changed > 35);
+  CHECK(contains(error_of([] { TrivialAugmentWide(1); }), "num_magnitude_bins"));
+}
+
+TEST_CASE("RandAugment applies num_ops ops at the fixed magnitude") {
+  const RandAugment rand_augment(2, 9);
+  CHECK(rand_augment.describe() ==
+        "RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=31, interpolation=nearest, fill=[0])");
+  const Image image = pattern_image(32, 32, 3, 3);
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    Generator gen(seed), replay(seed);
+    const Image out = rand_augment(image, gen);
+    Image expected = image;
+    for (int i = 0; i < 2; ++i) {
+      const AugmentChoice choice = rand_augment.choose(32, 32, replay);
+      if (choice.op == AugmentOp::rotate) CHECK(std::abs(choice.magnitude) == doctest::Approx(9.0).epsilon(1e-6));
+      if (choice.op == AugmentOp::shear_x) CHECK(std::abs(choice.magnitude) == doctest::Approx(0.09).epsilon(1e-5));
+      expected = apply_augment_op(expected, choice.op, choice.magnitude);
+    }
+    CHECK(same_pixels(out, expected));
+  }
+  Generator gen(0);
+  CHECK(same_pixels(RandAugment(0)(image, gen), image));
+  CHECK(contains(error_of([] { RandAugment(2, 31); }), "magnitude"));
+}
+
+TEST_CASE("Cutout sets a clipped square around a uniform centre to the value") {
+  const Cutout cutout(4);
+  CHECK(cutout.describe() == "Cutout(size=4, p=1, value=0)");
+  std::set<std::pair<int64_t, int64_t>> centres;
+  int full = 0;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    FloatImage image(2, 6, 7, 1.0f);
+    Generator gen(seed), replay(seed);
+    cutout(image, gen);
+    const auto cy = static_cast<int64_t>(replay.below(6)), cx = static_cast<int64_t>(replay.below(7));
+    centres.insert({cy, cx});
+    int zeros = 0;
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t y = 0; y < 6; ++y)
+        for (int64_t x = 0; x < 7; ++x) {
+          const bool inside = y >= cy - 2 && y < cy + 2 && x >= cx - 2 && x < cx + 2;
+          CHECK(image.at(c, y, x) == (inside ? 0.0f : 1.0f));
+          zeros += inside ? 1 : 0;
+        }
+    CHECK(zeros <= 2 * 16);
+    full += zeros == 2 * 16 ? 1 : 0;
+  }
+  CHECK(centres.size() == 42);  // every pixel is a centre
+  CHECK(full > 0);
+
+  int cut = 0;
+  for (uint64_t seed = 0; seed < 400; ++seed) {
+    FloatImage image(1, 8, 8, 1.0f);
+    Generator gen(seed);
+    Cutout(3, 0.5, -2.0f)(image, gen);
+    const auto n = std::count(image.values.begin(), image.values.end(), -2.0f);
+    CHECK((n == 0 || n >= 4));  // a 3x3 square clipped at a corner keeps at least 2x2
+    cut += n > 0 ? 1 : 0;
+  }
+  CHECK(cut > 140);
+  CHECK(cut < 260);
+  FloatImage untouched(1, 4, 4, 1.0f);
+  Generator gen(1);
+  Cutout(2, 0.0)(untouched, gen);
+  CHECK(std::count(untouched.values.begin(), untouched.values.end(), 1.0f) == 16);
+  CHECK(contains(error_of([] { Cutout(0); }), "size"));
+}
+
+TEST_CASE("cifar10_train_transform (the reference recipe) is unchanged: crop, flip, ToTensor, Normalize") {
+  const Compose reference = cifar10_train_transform();
+  CHECK(reference.describe() ==
+        "Compose(RandomCrop(size=32x32, padding=4), RandomHorizontalFlip(p=0.5), ToTensor(), "
+        "Normalize(mean=[0.4914, 0.4822, 0.4465], std=[0.247, 0.2435, 0.2616]))");
+  const Image image = pattern_image(32, 32, 3, 5);
+  const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std_dev[3] = {0.2470f, 0.2435f, 0.2616f};
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Generator gen(seed), replay(seed);
+    const FloatImage out = reference(image, gen);
+    // The draws: top ~ U{0..8}, left ~ U{0..8} in the 40x40 zero-padded image, then flip when U[0, 1) < 0.5.
+    const auto top = static_cast<int64_t>(replay.below(9)) - 4, left = static_cast<int64_t>(replay.below(9)) - 4;
+    const bool flip = replay.uniform() < 0.5;
+    REQUIRE(out.size_string() == "(3, 32, 32)");
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < 32; ++y)
+        for (int64_t x = 0; x < 32; ++x) {
+          const int64_t sy = y + top, sx = (flip ? 31 - x : x) + left;
+          const bool inside = sy >= 0 && sy < 32 && sx >= 0 && sx < 32;
+          const float v = static_cast<float>(inside ? image.at(sy, sx, c) : 0) / 255.0f;
+          REQUIRE(out.at(c, y, x) == (v - mean[c]) / std_dev[c]);
+        }
+  }
+}
+
+TEST_CASE("cifar10_fast_train_transform composes the parts its options keep") {
+  CHECK(cifar10_fast_train_transform().describe() ==
+        "Compose(RandomCrop(size=32x32, padding=4), RandomHorizontalFlip(p=0.5), TrivialAugmentWide("
+        "num_magnitude_bins=31, interpolation=nearest, fill=[0]), ToTensor(), Normalize(mean=[0.4914, 0.4822, "
+        "0.4465], std=[0.247, 0.2435, 0.2616]), Cutout(size=8, p=1, value=0))");
+  Cifar10FastAugmentOptions plain;
+  plain.trivial_augment = false;
+  plain.cutout_size = 0;
+  CHECK(cifar10_fast_train_transform(plain).describe() == cifar10_train_transform().describe());
+  Cifar10FastAugmentOptions bare{0, false, false, 16};
+  CHECK(cifar10_fast_train_transform(bare).describe() ==
+        "Compose(ToTensor(), Normalize(mean=[0.4914, 0.4822, 0.4465], std=[0.247, 0.2435, 0.2616]), "
+        "Cutout(size=16, p=1, value=0))");
+
+  // With trivial augment and cutout off the pipeline is the reference one, draw for draw.
+  const Image image = pattern_image(32, 32, 3, 2);
+  for (uint64_t seed = 0; seed < 5; ++seed) {
+    Generator a(seed), b(seed);
+    CHECK(cifar10_fast_train_transform(plain)(image, a).values == cifar10_train_transform()(image, b).values);
+  }
+  // The full transform is a function of the generator: the same seed gives the same image; the cutout leaves at
+  // least a 4x4 corner of exact zeros (the square of 8 clipped at most to 4x4) in every channel.
+  const Compose fast = cifar10_fast_train_transform();
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Generator a(seed), b(seed);
+    const FloatImage out = fast(image, a);
+    CHECK(out.values == fast(image, b).values);
+    CHECK(std::count(out.values.begin(), out.values.end(), 0.0f) >= 3 * 16);
+  }
+  CHECK(contains(error_of([] { cifar10_fast_train_transform({-1, true, true, 8}); }), "crop_padding"));
+
+  // In a DataLoader the fast transform gives the same batches on any number of workers.
+  const auto dataset = numbered_dataset(10, 32);
+  std::vector<std::vector<Flat>> runs;
+  for (int workers : {0, 2}) {
+    DataLoaderOptions options;
+    options.batch_size = 4;
+    options.seed = 3;
+    options.num_workers = workers;
+    DataLoader loader(dataset, fast, options);
+    runs.push_back(run_epoch(loader, 1));
+  }
+  CHECK(runs[0] == runs[1]);
+}
+
+TEST_CASE("sample_beta has Beta(alpha, alpha)'s mean and variance; mix_generator is keyed by (seed, epoch, batch)") {
+  for (double alpha : {0.2, 0.8, 1.0, 2.0}) {
+    CAPTURE(alpha);
+    Generator gen(42);
+    const int n = 20000;
+    double sum = 0.0, sum_sq = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const double v = sample_beta(alpha, gen);
+      REQUIRE(v >= 0.0);
+      REQUIRE(v <= 1.0);
+      sum += v;
+      sum_sq += v * v;
+    }
+    const double mean = sum / n, variance = sum_sq / n - mean * mean;
+    CHECK(mean == doctest::Approx(0.5).epsilon(0.02));
+    CHECK(variance == doctest::Approx(1.0 / (4.0 * (2.0 * alpha + 1.0))).epsilon(0.05));  // Beta(a, a) variance
+  }
+  Generator a = mix_generator(1, 2, 3), b = mix_generator(1, 2, 3), c = mix_generator(1, 2, 4),
+            d = mix_generator(1, 3, 3), e = mix_generator(2, 2, 3);
+  const uint64_t first = a.next_u64();
+  CHECK(first == b.next_u64());
+  CHECK(first != c.next_u64());
+  CHECK(first != d.next_u64());
+  CHECK(first != e.next_u64());
+  CHECK(first != tessera::data::sample_generator(1, 2, 3).next_u64());
+}
+
+namespace {
+
+// A (B, C, H, W) batch with distinct values: 1000 b + 100 c + 10 y + x.
+tessera::Tensor<float> numbered_batch(int64_t B, int64_t C, int64_t H, int64_t W) {
+  tessera::Tensor<float> images(tessera::Shape{B, C, H, W});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x)
+          images.data()[((b * C + c) * H + y) * W + x] = static_cast<float>(1000 * b + 100 * c + 10 * y + x);
+  return images;
+}
+
+}  // namespace
+
+TEST_CASE("MixUp blends each image with its partner in the reversed batch by one lambda") {
+  const int64_t B = 5, C = 2, H = 3, W = 4;
+  const tessera::Tensor<float> images = numbered_batch(B, C, H, W);
+  const std::vector<int64_t> labels = {0, 1, 2, 3, 4};
+  MixOptions options;
+  options.cutmix_alpha = 0.0;
+  std::set<double> lambdas;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Generator gen(seed);
+    const MixedBatch mixed = mix_batch(images, labels, gen, options);
+    CHECK_FALSE(mixed.cutmix);
+    CHECK(mixed.labels_a == labels);
+    CHECK(mixed.labels_b == std::vector<int64_t>{4, 3, 2, 1, 0});
+    REQUIRE(mixed.lambda > 0.0);
+    REQUIRE(mixed.lambda < 1.0);
+    lambdas.insert(mixed.lambda);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < C * H * W; ++k) {
+        const double self = images.data()[b * C * H * W + k], partner = images.data()[(B - 1 - b) * C * H * W + k];
+        CHECK(mixed.images.data()[b * C * H * W + k] ==
+              doctest::Approx(mixed.lambda * self + (1 - mixed.lambda) * partner).epsilon(1e-6));
+      }
+  }
+  CHECK(lambdas.size() == 20);
+  CHECK(images.data()[0] == 0.0f);  // the input is left as it was
+
+  options.prob = 0.0;  // never mixed
+  Generator gen(3);
+  const MixedBatch unmixed = mix_batch(images, labels, gen, options);
+  CHECK(unmixed.lambda == 1.0);
+  CHECK(unmixed.images.to_vector() == images.to_vector());
+  Generator g(1);
+  CHECK(mix_batch(images, labels, g, MixOptions{0.0, 0.0, 0.5, 1.0, true}).lambda == 1.0);
+  CHECK(contains(error_of([&] { mix_batch(images, std::vector<int64_t>{1, 2}, g); }), "2 labels for 5 images"));
+}
+
+TEST_CASE("CutMix pastes the partner's box and lambda is one minus the box's share of the area") {
+  const int64_t B = 4, C = 3, H = 8, W = 10;
+  const tessera::Tensor<float> images = numbered_batch(B, C, H, W);
+  const std::vector<int64_t> labels = {7, 8, 9, 6};
+  MixOptions options;
+  options.mixup_alpha = 0.0;
+  int nonempty = 0;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    Generator gen(seed);
+    const MixedBatch mixed = mix_batch(images, labels, gen, options);
+    REQUIRE(mixed.cutmix);
+    const MixBox& box = mixed.box;
+    REQUIRE(box.top >= 0);
+    REQUIRE(box.bottom <= H);
+    REQUIRE(box.left >= 0);
+    REQUIRE(box.right <= W);
+    CHECK(mixed.lambda == 1.0 - static_cast<double>((box.bottom - box.top) * (box.right - box.left)) / (H * W));
+    CHECK(mixed.labels_b == std::vector<int64_t>{6, 9, 8, 7});
+    nonempty += box.bottom > box.top && box.right > box.left ? 1 : 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t y = 0; y < H; ++y)
+          for (int64_t x = 0; x < W; ++x) {
+            const bool inside = y >= box.top && y < box.bottom && x >= box.left && x < box.right;
+            const int64_t source = inside ? B - 1 - b : b;
+            CHECK(mixed.images.data()[((b * C + c) * H + y) * W + x] ==
+                  static_cast<float>(1000 * source + 100 * c + 10 * y + x));
+          }
+  }
+  CHECK(nonempty > 40);
+
+  // Without the correction lambda is the Beta draw, and the box is at most int(H sqrt(1 - lambda)) by
+  // int(W sqrt(1 - lambda)) (even sides of 2 * (cut / 2), clipped).
+  options.correct_lambda = false;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    Generator gen(seed);
+    const MixedBatch mixed = mix_batch(images, labels, gen, options);
+    const double ratio = std::sqrt(1.0 - mixed.lambda);
+    CHECK(mixed.box.bottom - mixed.box.top <= static_cast<int64_t>(H * ratio));
+    CHECK(mixed.box.right - mixed.box.left <= static_cast<int64_t>(W * ratio));
+    CHECK(static_cast<double>(mixed.box.area()) / (H * W) <= 1.0 - mixed.lambda + 1e-12);
+  }
+
+  // With both on, switch_prob picks CutMix for about that share of the batches.
+  options = MixOptions{};
+  options.switch_prob = 0.25;
+  int cutmix = 0;
+  for (uint64_t seed = 0; seed < 800; ++seed) {
+    Generator gen(seed);
+    cutmix += mix_batch(images, labels, gen, options).cutmix ? 1 : 0;
+  }
+  CHECK(cutmix > 150);  // 200 expected
+  CHECK(cutmix < 250);
+
+  // The Batch overload mixes the batch's images and labels.
+  Batch batch;
+  batch.images = images;
+  batch.labels = labels;
+  Generator a(5), b(5);
+  CHECK(mix_batch(batch, a).images.to_vector() == mix_batch(images, labels, b).images.to_vector());
+}
+
+TEST_CASE("mixed_cross_entropy is lambda CE(a) + (1 - lambda) CE(b) with label smoothing, value and gradient") {
+  const int64_t B = 3, K = 4;
+  const std::vector<double> values = {0.5, -1.0, 2.0, 0.1, 1.5, 0.3, -0.7, 0.0, -0.2, 0.9, 0.4, -1.3};
+  const std::vector<int64_t> a = {2, 0, 3}, b = {1, 0, 2};
+  const double lambda = 0.3, smoothing = 0.1;
+  // By hand: per row, log-softmax; the smoothed target q_t = (1 - s) onehot(t) + s / K; CE = -mean_rows sum q log p.
+  std::vector<double> log_p(values.size()), p(values.size());
+  for (int64_t r = 0; r < B; ++r) {
+    double max_v = -1e300, sum = 0.0;
+    for (int64_t k = 0; k < K; ++k) max_v = std::max(max_v, values[static_cast<size_t>(r * K + k)]);
+    for (int64_t k = 0; k < K; ++k) sum += std::exp(values[static_cast<size_t>(r * K + k)] - max_v);
+    for (int64_t k = 0; k < K; ++k) {
+      log_p[static_cast<size_t>(r * K + k)] = values[static_cast<size_t>(r * K + k)] - max_v - std::log(sum);
+      p[static_cast<size_t>(r * K + k)] = std::exp(log_p[static_cast<size_t>(r * K + k)]);
+    }
+  }
+  const auto q = [&](const std::vector<int64_t>& t, int64_t r, int64_t k) {
+    return (1.0 - smoothing) * (t[static_cast<size_t>(r)] == k ? 1.0 : 0.0) + smoothing / K;
+  };
+  double ce_a = 0.0, ce_b = 0.0;
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t k = 0; k < K; ++k) {
+      ce_a -= q(a, r, k) * log_p[static_cast<size_t>(r * K + k)] / B;
+      ce_b -= q(b, r, k) * log_p[static_cast<size_t>(r * K + k)] / B;
+    }
+
+  auto logits = tessera::Tensor<double>::from_vector(values, tessera::Shape{B, K}).set_requires_grad();
+  const auto loss = mixed_cross_entropy(logits, std::span<const int64_t>(a), std::span<const int64_t>(b), lambda,
+                                        smoothing);
+  CHECK(loss.item() == doctest::Approx(lambda * ce_a + (1 - lambda) * ce_b).epsilon(1e-12));
+  loss.backward();
+  // d loss / d logits = (softmax - (lambda q_a + (1 - lambda) q_b)) / B.
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t k = 0; k < K; ++k) {
+      const double want = (p[static_cast<size_t>(r * K + k)] - lambda * q(a, r, k) - (1 - lambda) * q(b, r, k)) / B;
+      CHECK(logits.grad().data()[r * K + k] == doctest::Approx(want).epsilon(1e-10));
+    }
+
+  // lambda 1 (an unmixed batch) is the plain cross-entropy against a; the MixedBatch overload reads its fields.
+  const auto plain = tessera::Tensor<double>::from_vector(values, tessera::Shape{B, K});
+  CHECK(mixed_cross_entropy(plain, std::span<const int64_t>(a), std::span<const int64_t>(b), 1.0, smoothing).item() ==
+        doctest::Approx(ce_a).epsilon(1e-12));
+  MixedBatch mixed;
+  mixed.labels_a = a;
+  mixed.labels_b = b;
+  mixed.lambda = lambda;
+  CHECK(mixed_cross_entropy(plain, mixed, smoothing).item() ==
+        doctest::Approx(lambda * ce_a + (1 - lambda) * ce_b).epsilon(1e-12));
+  CHECK(contains(error_of([&] {
+                   mixed_cross_entropy(plain, std::span<const int64_t>(a), std::span<const int64_t>(b), 1.5);
+                 }),
+                 "lambda"));
+}
