@@ -14,7 +14,7 @@
 #include <tessera/core/rng.hpp>
 #include <tessera/core/storage.hpp>
 #include <tessera/kernels/attention.hpp>
-#include <tessera/kernels/gemm.hpp>
+#include <tessera/kernels/gemm/gemm.hpp>
 #include <tessera/ops/activation.hpp>
 #include <tessera/ops/attention.hpp>
 #include <tessera/ops/elementwise.hpp>

@@ -9,7 +9,7 @@
 #include <random>
 #include <string>
 #include <tessera/kernels/gelu.hpp>
-#include <tessera/kernels/gemm.hpp>
+#include <tessera/kernels/gemm/gemm.hpp>
 #include <tessera/kernels/reference/gemm.hpp>
 #include <vector>
 

@@ -15,7 +15,7 @@
 #include "tessera/core/tensor.hpp"
 #include "tessera/kernels/elementwise.hpp"
 #include "tessera/kernels/gelu.hpp"
-#include "tessera/kernels/gemm.hpp"
+#include "tessera/kernels/gemm/gemm.hpp"
 #include "tessera/kernels/reference/gelu.hpp"
 #include "tessera/ops/broadcast.hpp"
 
