@@ -18,11 +18,16 @@
 
 #include "tessera/optim/optim.hpp"
 
+#include "tessera/data/auto_augment.hpp"
 #include "tessera/data/cifar10.hpp"
+#include "tessera/data/cifar10_fast.hpp"
+#include "tessera/data/cutout.hpp"
 #include "tessera/data/data_loader.hpp"
 #include "tessera/data/dataset.hpp"
 #include "tessera/data/image.hpp"
 #include "tessera/data/image_folder.hpp"
+#include "tessera/data/image_ops.hpp"
+#include "tessera/data/mix.hpp"
 #include "tessera/data/transforms.hpp"
 
 #include "tessera/io/checkpoint.hpp"
