@@ -560,3 +560,66 @@ TEST_CASE("linear decay: warmup, then a straight line from lr to min_lr") {
   CHECK(schedule(12) == doctest::Approx(0.1));
   CHECK(schedule(50) == doctest::Approx(0.1));
 }
+
+TEST_CASE("with a weight average, the checkpoint's model is the average and a resumed run reproduces the run") {
+  auto ema_options = [] {
+    train::TrainerOptions options = tiny_options();
+    options.ema_decay = 0.9;
+    options.eval_flip = true;
+    return options;
+  };
+  TempDir dir;
+  train::TrainerOptions options = ema_options();
+  options.checkpoint = dir / "a.safetensors";
+  options.csv = dir / "a.csv";
+  Model uninterrupted(tiny_config(), 3);
+  std::vector<train::EpochRow> rows;
+  {
+    Trainer trainer = make_trainer(uninterrupted, options);
+    rows = trainer.fit();
+  }
+  REQUIRE(rows.size() == 3);
+  // The file's "model." tensors are the average, "trained." the weights the optimizer reached (in the model).
+  const auto averaged = io::read_checkpoint_tensors<float>(options.checkpoint, "model.");
+  const auto trained = io::read_checkpoint_tensors<float>(options.checkpoint, "trained.");
+  REQUIRE(averaged.size() == trained.size());
+  const Tensor<float> head_trained = trained.at("head.weight");
+  const Tensor<float> head_average = averaged.at("head.weight");
+  const Tensor<float> head_model = uninterrupted.state_dict().at("head.weight");
+  CHECK(std::memcmp(head_trained.data(), head_model.data(), sizeof(float) * 24) == 0);
+  CHECK(std::memcmp(head_average.data(), head_model.data(), sizeof(float) * 24) != 0);
+
+  train::TrainerOptions resumed_options = ema_options();
+  resumed_options.checkpoint = dir / "b.safetensors";
+  resumed_options.csv = dir / "b.csv";
+  resumed_options.max_steps = 8;
+  {
+    Model model(tiny_config(), 3);
+    Trainer first = make_trainer(model, resumed_options);
+    first.fit();
+  }
+  resumed_options.max_steps = 0;
+  Model model(tiny_config(), 77);
+  Trainer second = make_trainer(model, resumed_options);
+  second.resume(resumed_options.checkpoint);
+  const auto resumed_rows = second.fit();
+  REQUIRE(!resumed_rows.empty());
+  CHECK(resumed_rows.back().test_accuracy == rows.back().test_accuracy);
+  CHECK(resumed_rows.back().train_loss == rows.back().train_loss);
+  check_same_weights(uninterrupted, model);
+  const auto averaged_again = io::read_checkpoint_tensors<float>(resumed_options.checkpoint, "model.");
+  for (const auto& [name, tensor] : averaged) {
+    const Tensor<float> other = averaged_again.at(name);
+    CHECK_MESSAGE(std::memcmp(tensor.data(), other.data(), sizeof(float) * static_cast<size_t>(tensor.numel())) == 0,
+                  name);
+  }
+}
+
+TEST_CASE("flip_horizontal mirrors each row; evaluate with flip sums the logits of both views") {
+  Tensor<float> images({1, 2, 1, 3});
+  for (int64_t i = 0; i < 6; ++i) images.data()[i] = static_cast<float>(i);
+  const Tensor<float> flipped = train::flip_horizontal(images);
+  const float expected[] = {2, 1, 0, 5, 4, 3};
+  for (int64_t i = 0; i < 6; ++i) CHECK(flipped.data()[i] == expected[i]);
+  check_error([&] { train::flip_horizontal(Tensor<float>({2, 3})); }, {"flip_horizontal", "(B, C, H, W)"});
+}

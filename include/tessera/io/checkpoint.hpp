@@ -234,16 +234,24 @@ void check_model_tensors(const CheckpointReader& reader, const nn::Module<T>& mo
 
 }  // namespace detail
 
-// Writes `model` (and `optimizer`'s state when given) with `config` and `state` to `path`, atomically.
+// Writes `model` (and `optimizer`'s state when given) with `config` and `state` to `path`, atomically. `extra`
+// tensors are written under their own full names (which must not start with "model." or "optim."), for the
+// owner's use (the Trainer keeps the trained weights there when "model." holds their moving average).
 template <class T>
 void save_checkpoint(const std::filesystem::path& path, const nn::Module<T>& model, const nlohmann::json& config,
-                     const std::type_identity_t<optim::AdamW<T>>* optimizer, const CheckpointState& state) {
+                     const std::type_identity_t<optim::AdamW<T>>* optimizer, const CheckpointState& state,
+                     const std::vector<std::pair<std::string, Tensor<T>>>& extra = {}) {
   std::vector<SafetensorsEntry> entries;
   for (const auto& [name, tensor] : model.state_dict())
     entries.push_back({std::string(kModelPrefix) + name, TensorBytes(tensor)});
   if (optimizer)
     for (const auto& [name, tensor] : optimizer->state_dict())
       entries.push_back({std::string(kOptimizerPrefix) + name, TensorBytes(tensor)});
+  for (const auto& [name, tensor] : extra) {
+    TESSERA_CHECK(!name.starts_with(kModelPrefix) && !name.starts_with(kOptimizerPrefix), "save_checkpoint: '",
+                  path.string(), "': the extra tensor name '", name, "' uses a reserved prefix");
+    entries.push_back({name, TensorBytes(tensor)});
+  }
   nlohmann::json rng = nlohmann::json::object();
   for (const auto& [name, snapshot] : state.generators) rng[name] = detail::snapshot_to_json(snapshot);
   TESSERA_CHECK(state.epoch >= 0 && state.global_step >= 0, "save_checkpoint: '", path.string(),
@@ -270,6 +278,13 @@ void save_checkpoint(const std::filesystem::path& path, const nn::VisionTransfor
 // Reads the progress of a checkpoint without loading any tensor into a model.
 inline CheckpointState read_checkpoint_state(const std::filesystem::path& path) {
   return detail::CheckpointReader(path).state();
+}
+
+// The tensors of a checkpoint whose names start with `prefix`, prefix removed (for example the extra tensors of
+// save_checkpoint).
+template <class T>
+nn::StateDict<T> read_checkpoint_tensors(const std::filesystem::path& path, std::string_view prefix) {
+  return detail::CheckpointReader(path).tensors<T>(prefix);
 }
 
 // The model config stored in a checkpoint, as JSON.
@@ -377,11 +392,14 @@ nn::StateDict<T> read_weights_dict(const std::filesystem::path& path, nn::LoadRe
           }
       }
     }
-    if (!is_floating(entry.data.dtype())) {  // e.g. a step counter: no parameter of a ViT is an integer
+    // BatchNorm's num_batches_tracked is an integer buffer (I64 in PyTorch), a floating-point one in tessera.
+    const bool batch_count = name.ends_with("num_batches_tracked");
+    if (!is_floating(entry.data.dtype()) && !batch_count) {  // e.g. a step counter: no parameter is an integer
       integers += " " + entry.name;
       continue;
     }
-    dict.insert(std::string(name), file.tensor<T>(entry.name));
+    dict.insert(std::string(name),
+                file.tensor<T>(entry.name, batch_count ? IntegerDtypes::convert : IntegerDtypes::reject));
   }
   if (!integers.empty()) report.notes.push_back("ignored integer tensors:" + integers);
   for (const auto& [prefix, count] : stripped)

@@ -59,20 +59,38 @@ struct Accuracy {
   double percent() const { return total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
 };
 
+// images (B, C, H, W) mirrored left to right.
+inline Tensor<float> flip_horizontal(const Tensor<float>& images) {
+  TESSERA_CHECK(images.rank() == 4, "flip_horizontal: expected images of shape (B, C, H, W), got ", images.shape());
+  Tensor<float> out = Tensor<float>::empty(images.shape());
+  const int64_t rows = images.size(0) * images.size(1) * images.size(2), width = images.size(3);
+  const float* in = images.data();
+  float* o = out.data();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < width; ++x) o[r * width + x] = in[r * width + width - 1 - x];
+  return out;
+}
+
 // Top-1 accuracy of `model` over one pass of `loader` (epoch 0), in eval mode and without recording a graph; the
-// model's training mode is restored afterwards.
+// model's training mode is restored afterwards. With flip, each image is classified by the sum of its logits and
+// those of its mirror image (test-time augmentation).
 template <class Model>
-Accuracy evaluate(Model& model, data::DataLoader& loader) {
+Accuracy evaluate(Model& model, data::DataLoader& loader, bool flip = false) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
   Accuracy accuracy;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
-    const Tensor<float> logits = model.forward(batch->images);
+    Tensor<float> logits = model.forward(batch->images);
     TESSERA_CHECK(logits.rank() == 2 && logits.size(0) == batch->size(), "evaluate: the model returned shape ",
                   logits.shape(), " for a batch of ", batch->size(), " images; expected (", batch->size(),
                   ", classes)");
+    if (flip) {
+      const Tensor<float> mirrored = model.forward(flip_horizontal(batch->images));
+      float* sum = logits.data();
+      for (int64_t i = 0; i < logits.numel(); ++i) sum[i] += mirrored.data()[i];
+    }
     const int64_t classes = logits.size(1);
     for (int64_t r = 0; r < batch->size(); ++r)
       accuracy.correct += argmax(logits.data() + r * classes, classes) == batch->labels[static_cast<size_t>(r)];

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/vision_transformer.hpp"
 #include "tessera/optim/adamw.hpp"
+#include "tessera/optim/ema.hpp"
 #include "tessera/optim/param_groups.hpp"
 #include "tessera/optim/schedule.hpp"
 #include "tessera/train/budget.hpp"
@@ -59,12 +61,16 @@ struct TrainerOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double label_smoothing = 0.1;
+  // > 0: an exponential moving average of the weights (optim::WeightEma, with timm's decay warm-up) is what the run
+  // evaluates and saves as the model; the trained weights travel beside it in the checkpoint for resuming.
+  double ema_decay = 0.0;
   uint64_t seed = 0;  // shuffling and augmentation (the model's init is the caller's)
   int64_t eval_batch_size = 250;
   // ---- free to change between a run and its resumption ----
   int64_t max_steps = 0;  // stop once this many optimizer steps are done in total (0: no limit); the schedule
                           // still spans the whole run, so a shortened run is the start of the full one
   int64_t eval_every = 1;  // evaluate at every eval_every-th epoch end (0: only at the end of the run)
+  bool eval_flip = false;  // evaluate on each image and its mirror image, summing the logits
   int workers = 1;        // DataLoader background threads per loader
   std::filesystem::path checkpoint;  // written after every epoch and when max_steps stops the run; empty: none
   std::filesystem::path csv;         // one row per epoch; empty: none
@@ -93,6 +99,8 @@ struct TrainerOptions {
     TESSERA_CHECK(weight_decay >= 0.0, "TrainerOptions: weight_decay must be >= 0, got ", weight_decay);
     TESSERA_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0,
                   "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
+    TESSERA_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "TrainerOptions: ema_decay must be in [0, 1), got ",
+                  ema_decay);
     TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
     TESSERA_CHECK(eval_every >= 0, "TrainerOptions: eval_every must be >= 0, got ", eval_every);
     TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
@@ -112,6 +120,7 @@ struct TrainerOptions {
                              {"eval_batch_size", eval_batch_size}};
     if (budgeted()) recipe["time_budget_minutes"] = time_budget_minutes;
     if (decay != optim::Decay::cosine) recipe["decay"] = "linear";
+    if (ema_decay > 0.0) recipe["ema_decay"] = ema_decay;
     return recipe;
   }
 };
@@ -158,6 +167,11 @@ class Trainer {
         csv_(options_.csv),
         progress_(options_.output ? *options_.output : null_stream(), options_.output && options_.live_progress),
         budget_start_(options_.budget_start.value_or(Clock::now())) {
+    if (options_.ema_decay > 0.0) {
+      const nn::StateDict<float> tensors = model_.state_dict();
+      ema_.emplace(std::vector<std::pair<std::string, Tensor<float>>>(tensors.begin(), tensors.end()),
+                   optim::WeightEmaOptions{.decay = options_.ema_decay});
+    }
     if constexpr (requires { model.config().num_classes; }) {
       for (const auto* set : {train_set_.get(), test_set_.get()})
         TESSERA_CHECK(set->num_classes() == model.config().num_classes, "Trainer: ", set->description(), " has ",
@@ -182,6 +196,14 @@ class Trainer {
     else
       state = io::load_checkpoint(checkpoint, static_cast<nn::Module<float>&>(model_), model_.config().to_json(),
                                   &optimizer_);
+    if (ema_) {
+      // "model." held the average, now in the model; the trained weights come from kTrainedPrefix.
+      const nn::StateDict<float> trained = io::read_checkpoint_tensors<float>(checkpoint, kTrainedPrefix);
+      TESSERA_CHECK(!trained.empty(), "Trainer::resume: '", checkpoint.string(), "' holds no \"", kTrainedPrefix,
+                    "\" tensors (the trained weights beside their average)");
+      ema_->reset_to_model();
+      model_.load_state_dict(trained, true);
+    }
     const int64_t batch_in_epoch = state.trainer.value("batch_in_epoch", int64_t{-1});
     TESSERA_CHECK(batch_in_epoch >= 0 && batch_in_epoch < steps_per_epoch_ &&
                       state.global_step == state.epoch * steps_per_epoch_ + batch_in_epoch,
@@ -221,8 +243,9 @@ class Trainer {
     return rows;
   }
 
-  // Writes the model, the optimizer and the position in the run to `path` (what fit() does after each epoch).
-  void save_checkpoint(const std::filesystem::path& path, double elapsed_seconds = 0.0) const {
+  // Writes the model, the optimizer and the position in the run to `path` (what fit() does after each epoch). With
+  // a weight average, "model." holds the average and kTrainedPrefix the trained weights.
+  void save_checkpoint(const std::filesystem::path& path, double elapsed_seconds = 0.0) {
     io::CheckpointState state;
     state.epoch = epoch_;
     state.global_step = global_step_;
@@ -246,8 +269,12 @@ class Trainer {
     if (!options_.normalize_mean.empty())
       state.trainer["classifier"] =
           ClassifierInfo{train_set_->class_names(), options_.normalize_mean, options_.normalize_std}.to_json();
+    const AverageInModel average(ema_);
+    std::vector<std::pair<std::string, Tensor<float>>> trained;
+    if (ema_)
+      for (auto& [name, tensor] : ema_->held()) trained.emplace_back(std::string(kTrainedPrefix) + name, tensor);
     io::save_checkpoint(path, static_cast<const nn::Module<float>&>(model_), model_.config().to_json(), &optimizer_,
-                        state);
+                        state, trained);
   }
 
   // A few lines describing the run: parameters, data, schedule.
@@ -272,8 +299,11 @@ class Trainer {
     return out.str();
   }
 
-  // Top-1 accuracy on the test set now.
-  Accuracy evaluate_test() { return evaluate(model_, test_loader_); }
+  // Top-1 accuracy on the test set now (of the weight average, when the run keeps one).
+  Accuracy evaluate_test() {
+    const AverageInModel average(ema_);
+    return evaluate(model_, test_loader_, options_.eval_flip);
+  }
 
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   // The run's length in steps; a budgeted run knows it once it has planned (0 before).
@@ -290,6 +320,25 @@ class Trainer {
   const CsvLog& csv() const { return csv_; }
 
  private:
+  // Where a checkpoint keeps the trained weights when "model." holds their average.
+  static constexpr std::string_view kTrainedPrefix = "trained.";
+
+  // Puts the weight average (if any) into the model for its lifetime, then the trained weights back.
+  class AverageInModel {
+   public:
+    explicit AverageInModel(std::optional<optim::WeightEma>& ema) : ema_(ema) {
+      if (ema_) ema_->swap();
+    }
+    ~AverageInModel() {
+      if (ema_) ema_->swap();
+    }
+    AverageInModel(const AverageInModel&) = delete;
+    AverageInModel& operator=(const AverageInModel&) = delete;
+
+   private:
+    std::optional<optim::WeightEma>& ema_;
+  };
+
   // A budgeted run measures this many steps of its own before it plans (the first few, warming caches, untimed).
   static constexpr int64_t kPlanAfterSteps = 24;
   static constexpr int64_t kUntimedSteps = 4;
@@ -321,6 +370,7 @@ class Trainer {
       epoch_loss_sum_ += static_cast<double>(loss);
       ++batch_in_epoch_;
       ++global_step_;
+      if (ema_) ema_->update(global_step_);
       progress.images += batch->size();
       const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
       progress.train_seconds += step_seconds;
@@ -346,7 +396,7 @@ class Trainer {
     row.test_accuracy = std::numeric_limits<double>::quiet_NaN();
     if (last || (scheduled_eval && !behind_budget())) {
       const auto eval_start = Clock::now();
-      row.test_accuracy = evaluate(model_, test_loader_).percent();
+      row.test_accuracy = evaluate_test().percent();
       eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
     }
     row.images_per_second =
@@ -466,7 +516,8 @@ class Trainer {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     model_.train(was_training);
     if (!batch) return 0.0;
-    return seconds * static_cast<double>(test_set_->size()) / static_cast<double>(batch->size());
+    return seconds * (options_.eval_flip ? 2.0 : 1.0) * static_cast<double>(test_set_->size()) /
+           static_cast<double>(batch->size());
   }
 
   optim::WarmupDecaySchedule make_schedule(int64_t total) const {
@@ -557,6 +608,7 @@ class Trainer {
   double epoch_loss_sum_ = 0.0; // sum of the losses of the epoch under way
   double elapsed_before_ = 0.0; // seconds spent by the runs this one resumes
 
+  std::optional<optim::WeightEma> ema_;  // the weight average, when options_.ema_decay > 0
   std::optional<BudgetPlan> plan_;  // a budgeted run's length, once measured (or resumed)
   bool resumed_ = false;
   bool stopped_for_budget_ = false;
