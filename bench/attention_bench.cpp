@@ -47,35 +47,6 @@ void fill_uniform(float* p, int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(gen.uniform(-1.0, 1.0));
 }
 
-// p = softmax(x) over n contiguous floats, vectorised like the fused kernel's (same exp approximation).
-void softmax_row(float* p, const float* x, int n) {
-  const float m = *std::max_element(x, x + n);
-#if defined(__AVX2__) && defined(__FMA__)
-  namespace detail = kernels::attention_detail;
-  __m256 vsum = _mm256_setzero_ps();
-  const __m256 vm = _mm256_set1_ps(m);
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = detail::exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
-    _mm256_storeu_ps(p + j, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  if (j < n) {
-    const __m256i mask = detail::tail_mask(n - j);
-    const __m256 e = _mm256_and_ps(detail::exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vm)),
-                                   _mm256_castsi256_ps(mask));
-    _mm256_maskstore_ps(p + j, mask, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  const float sum = detail::horizontal_sum(vsum);
-#else
-  float sum = 0.0f;
-  for (int j = 0; j < n; ++j) sum += p[j] = std::exp(x[j] - m);
-#endif
-  const float inv = 1.0f / sum;
-  for (int j = 0; j < n; ++j) p[j] *= inv;
-}
-
 // The unfused path, as separate ops would run it: every step reads and writes whole (B, H, ...) tensors.
 struct Composed {
   Dims s;
@@ -120,7 +91,7 @@ struct Composed {
                           S.data(), N, int64_t(N) * N, BH);
     scale(S.data(), s.scores(), 1.0f / std::sqrt(float(d)));
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < int64_t(BH) * N; ++r) softmax_row(P.data() + r * N, S.data() + r * N, N);
+    for (int64_t r = 0; r < int64_t(BH) * N; ++r) kernels::softmax_forward_row(P.data() + r * N, S.data() + r * N, N);
     kernels::gemm_batched(false, false, N, d, N, 1.0f, P.data(), N, int64_t(N) * N, v.data(), d, int64_t(N) * d, 0.0f,
                           O.data(), d, int64_t(N) * d, BH);
     merge_heads(out, O.data(), s.C(), 0, false);

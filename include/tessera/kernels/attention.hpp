@@ -1,6 +1,7 @@
 // Fused multi-head self-attention on floats, forward and backward: q, k, v come straight from the packed qkv
-// projection (no permuted copies), each (batch, head) tile is one task of an OpenMP loop, and the small products
-// run on an AVX2 micro-kernel.
+// projection (no permuted copies), each (batch, head) tile is one task of an OpenMP loop, and the small products,
+// the softmax rows and the transposes run on the vector type V of kernels/simd.hpp (default: the widest the
+// translation unit is compiled for, 16 lanes with AVX-512, 8 with AVX2).
 #pragma once
 
 #include <algorithm>
@@ -8,13 +9,11 @@
 #include <cmath>
 #include <cstdint>
 
-#include <omp.h>
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
+#include "tessera/core/rng.hpp"
 #include "tessera/core/storage.hpp"
+#include "tessera/core/threads.hpp"
+#include "tessera/kernels/simd.hpp"
+#include "tessera/kernels/softmax.hpp"
 
 namespace tessera::kernels {
 
@@ -29,16 +28,16 @@ namespace tessera::kernels {
 inline uint64_t attention_dropout_threshold(double p) { return static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
 
 inline bool attention_dropout_keep(uint64_t seed, uint64_t index, uint64_t threshold) {
-  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;  // splitmix64 of the counter
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (z >> 11) >= threshold;
+  return (splitmix64(seed + index * kSplitmix64Increment) >> 11) >= threshold;
 }
 
 namespace attention_detail {
 
-inline int round_up8(int n) { return (n + 7) / 8 * 8; }
+// n rounded up to a whole number of vectors V: the padded width of every per-thread copy.
+template <class V>
+inline int round_up_to_vectors(int n) {
+  return (n + V::width - 1) / V::width * V::width;
+}
 
 // dst (rows, cols_pad) row-major = src (rows, cols) read with row stride ld_src; columns [cols, cols_pad) stay as
 // the caller left them (zero from allocation).
@@ -46,37 +45,25 @@ inline void pack_rows(float* dst, int cols_pad, const float* src, int64_t ld_src
   for (int r = 0; r < rows; ++r) std::copy(src + r * ld_src, src + r * ld_src + cols, dst + int64_t(r) * cols_pad);
 }
 
-// dst (cols, rows_pad) row-major = transpose of src (rows, cols) read with row stride ld_src; columns
-// [rows, round_up8(rows)) of dst are written as zeros, later ones are left alone.
+// dst (cols, rows_pad) row-major = transpose of src (rows, cols) read with row stride ld_src, in square blocks of
+// V::width through registers; columns [rows, round_up_to_vectors(rows)) of dst are written as zeros, later ones are
+// left alone.
+template <class V>
 inline void pack_transposed(float* dst, int rows_pad, const float* src, int64_t ld_src, int rows, int cols) {
+  constexpr int w = V::width;
   int c0 = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  // 8 x 8 blocks through registers: unpack pairs, then 64-bit shuffles, then 128-bit lane swaps.
-  for (; c0 + 8 <= cols; c0 += 8)
-    for (int r0 = 0; r0 < rows; r0 += 8) {
-      __m256 x[8];
-      for (int i = 0; i < 8; ++i)
-        x[i] = r0 + i < rows ? _mm256_loadu_ps(src + (r0 + i) * ld_src + c0) : _mm256_setzero_ps();
-      const __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      float* d = dst + int64_t(c0) * rows_pad + r0;
-      _mm256_storeu_ps(d + 0 * int64_t(rows_pad), _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(d + 1 * int64_t(rows_pad), _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(d + 2 * int64_t(rows_pad), _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(d + 3 * int64_t(rows_pad), _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(d + 4 * int64_t(rows_pad), _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(d + 5 * int64_t(rows_pad), _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(d + 6 * int64_t(rows_pad), _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(d + 7 * int64_t(rows_pad), _mm256_permute2f128_ps(u3, u7, 0x31));
-    }
-#endif
-  const int r_end = round_up8(rows);
+  if constexpr (w > 1) {
+    for (; c0 + w <= cols; c0 += w)
+      for (int r0 = 0; r0 < rows; r0 += w) {
+        V x[w];
+#pragma GCC unroll 16
+        for (int i = 0; i < w; ++i) x[i] = r0 + i < rows ? V::load(src + (r0 + i) * ld_src + c0) : V::zero();
+        simd::transpose(x);
+#pragma GCC unroll 16
+        for (int i = 0; i < w; ++i) x[i].store(dst + int64_t(c0 + i) * rows_pad + r0);
+      }
+  }
+  const int r_end = round_up_to_vectors<V>(rows);
   for (int c = c0; c < cols; ++c)
     for (int r = 0; r < r_end; ++r) dst[int64_t(c) * rows_pad + r] = r < rows ? src[r * ld_src + c] : 0.0f;
 }
@@ -135,164 +122,123 @@ class LinePrefetcher {
   uintptr_t cursor_ = 0, last_ = 0;
 };
 
-#if defined(__AVX2__) && defined(__FMA__)
+// The register tiles of the small products, per vector width, so that the accumulators fit the register file:
+// wide tiles of wide_rows x 2 vectors, and narrow tiles of narrow_rows x 1 vector for a last column block one
+// vector wide. 16 ymm (AVX2): 6 x 2 and 12 x 1, 12 accumulators each; 32 zmm (AVX-512): 12 x 2 (24 accumulators)
+// and 12 x 1. Every width of 16 lanes (VecAvx512, VecPair<VecAvx2>) takes the AVX-512 shape.
+template <class V>
+struct TileShape {
+  static constexpr int wide_vectors = 2;
+  static constexpr int wide_columns = wide_vectors * V::width;
+  static constexpr int wide_rows = V::width >= 16 ? 12 : 6;
+  static constexpr int narrow_rows = 12;
+  static_assert(narrow_rows % wide_rows == 0, "row chunks are whole numbers of both tiles");
+};
 
-inline __m256i tail_mask(int count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+// A row-major operand: element (i, j) at p[i * ld + j].
+struct TileOperand {
+  const float* p;
+  int64_t ld;
+};
 
-inline float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+// One small product, C (M, Nc) = alpha · A (M, K) · B (K, Nc) [+ C when accumulate], C with row stride ldc. B is
+// readable (any values) up to column round_up_to_vectors(Nc); only the first n_store columns of C are written
+// (n_store <= round_up_to_vectors(Nc)).
+struct SmallGemm {
+  int M, Nc, K;
+  TileOperand a, b;
+  float* c;
+  int64_t ldc;
+  int n_store;
+  float alpha = 1.0f;
+  bool accumulate = false;
+};
 
-inline float horizontal_max(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// e^x for x <= 0 (softmax arguments): x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial (Cephes expf
-// coefficients), 2^n through the exponent bits; below -87 the result flushes towards zero. Relative error ~2 ulp.
-inline __m256 exp_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-}
-
-// C (MR, 8·NV) = alpha · A (MR, K) · Bp (K, 8·NV) [+ C when accumulate], storing only the first n_store columns.
-// A and Bp are row-major with row strides lda and ldb.
-template <int MR, int NV>
-inline void tile_kernel(int K, const float* A, int64_t lda, const float* Bp, int64_t ldb, float* C,
-                        int64_t ldc, float alpha, bool accumulate, int n_store) {
-  // Every loop over r and v is unrolled so the accumulators live in registers (12 of the 16 for 6 x 16).
-  __m256 acc[MR][NV];
+// Rows [i0, i0 + MR) and columns [j0, j0 + NV·width) of g's result, of which the first n_store columns are stored:
+// per p < K, NV vectors of B's row p are loaded and A's (i, p) broadcast and fused-multiply-added into acc[i][:]
+// (one rounding per term, in increasing p); then c = alpha · acc [+ c]. Every loop over r and v is unrolled so the
+// accumulators live in registers.
+template <class V, int MR, int NV>
+inline void tile_kernel(const SmallGemm& g, int i0, int j0, int n_store) {
+  constexpr int w = V::width;
+  const int K = g.K;
+  const int64_t lda = g.a.ld, ldb = g.b.ld, ldc = g.ldc;
+  const float* a = g.a.p + i0 * lda;
+  const float* b = g.b.p + j0;
+  V acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
-  const float* a = A;
-  const float* b = Bp;
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   for (int p = 0; p < K; ++p, ++a, b += ldb) {
-    __m256 bv[NV];
+    V bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * w);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m256 ar = _mm256_broadcast_ss(a + r * lda);
+      const V ar = V::load_broadcast(a + r * lda);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(ar, bv[v], acc[r][v]);
     }
   }
-  const __m256 alpha_v = _mm256_set1_ps(alpha);
+  const V alpha = V::broadcast(g.alpha);
+  float* c = g.c + i0 * ldc + j0;
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    float* c = C + r * ldc;
+  for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const int col = 8 * v;
-      __m256 x = _mm256_mul_ps(acc[r][v], alpha_v);
-      if (n_store - col >= 8) {
-        if (accumulate) x = _mm256_add_ps(x, _mm256_loadu_ps(c + col));
-        _mm256_storeu_ps(c + col, x);
+      const int col = v * w;
+      float* cr = c + r * ldc + col;
+      V x = acc[r][v] * alpha;
+      if (n_store - col >= w) {
+        if (g.accumulate) x = x + V::load(cr);
+        x.store(cr);
       } else if (n_store > col) {
-        const __m256i mask = tail_mask(n_store - col);
-        if (accumulate) x = _mm256_add_ps(x, _mm256_maskload_ps(c + col, mask));
-        _mm256_maskstore_ps(c + col, mask, x);
+        if (g.accumulate) x = x + V::load_partial(cr, n_store - col, 0.0f);
+        x.store_partial(cr, n_store - col);
       }
     }
-  }
 }
 
-#else
-
-template <int MR, int NV>
-inline void tile_kernel(int K, const float* A, int64_t lda, const float* Bp, int64_t ldb, float* C,
-                        int64_t ldc, float alpha, bool accumulate, int n_store) {
-  constexpr int NR = 8 * NV;
-  float acc[MR][NR] = {};
-  for (int p = 0; p < K; ++p)
-    for (int r = 0; r < MR; ++r) {
-      const float ar = A[r * lda + p];
-      for (int j = 0; j < NR; ++j) acc[r][j] += ar * Bp[p * ldb + j];
-    }
-  const int cols = std::min(NR, n_store);
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < cols; ++j) C[r * ldc + j] = alpha * acc[r][j] + (accumulate ? C[r * ldc + j] : 0.0f);
+// tile_kernel for a run of rows <= MR rows, the row count made a compile-time constant.
+template <class V, int NV, int MR>
+inline void tile_rows(int rows, const SmallGemm& g, int i0, int j0, int n_store) {
+  if constexpr (MR > 1)
+    if (rows < MR) return tile_rows<V, NV, MR - 1>(rows, g, i0, j0, n_store);
+  tile_kernel<V, MR, NV>(g, i0, j0, n_store);
 }
 
-#endif
-
-// rows <= 6 for NV = 2 (6 x 16 tiles), rows <= 12 for NV = 1 (12 x 8 tiles: 12 accumulators again).
-template <int NV>
-inline void tile_rows(int rows, int K, const float* A, int64_t lda, const float* Bp, int64_t ldb,
-                      float* C, int64_t ldc, float alpha, bool accumulate, int n_store) {
-#define TESSERA_ATTENTION_TILE(MR) \
-  case MR: tile_kernel<MR, NV>(K, A, lda, Bp, ldb, C, ldc, alpha, accumulate, n_store); break
-  if constexpr (NV == 2) {
-    switch (rows) {
-      TESSERA_ATTENTION_TILE(1); TESSERA_ATTENTION_TILE(2); TESSERA_ATTENTION_TILE(3);
-      TESSERA_ATTENTION_TILE(4); TESSERA_ATTENTION_TILE(5); TESSERA_ATTENTION_TILE(6);
-      default: assert(false);
-    }
-  } else {
-    switch (rows) {
-      TESSERA_ATTENTION_TILE(1); TESSERA_ATTENTION_TILE(2); TESSERA_ATTENTION_TILE(3);
-      TESSERA_ATTENTION_TILE(4); TESSERA_ATTENTION_TILE(5); TESSERA_ATTENTION_TILE(6);
-      TESSERA_ATTENTION_TILE(7); TESSERA_ATTENTION_TILE(8); TESSERA_ATTENTION_TILE(9);
-      TESSERA_ATTENTION_TILE(10); TESSERA_ATTENTION_TILE(11); TESSERA_ATTENTION_TILE(12);
-      default: assert(false);
-    }
-  }
-#undef TESSERA_ATTENTION_TILE
-}
-
-// C (M, Nc) = alpha · A (M, K) · Bp (K, Nc) [+ C when accumulate], one thread. A is row-major with row stride lda;
-// Bp is row-major with row stride ldb and readable (any values) up to column round_up8(Nc); C has row stride ldc
-// and only its first n_store <= round_up8(Nc) columns are written. Column blocks of 16 (6-row tiles) and a last
-// block of 8 (12-row tiles). Rows go in chunks whose slice of A stays in L1 beside one (K, 16) panel of Bp while
-// the chunk sweeps all column blocks, when that reads less from L2 than sweeping all rows per column block.
-inline void small_gemm(int M, int Nc, int K, const float* A, int64_t lda, const float* Bp, int64_t ldb, float* C,
-                       int64_t ldc, float alpha, bool accumulate, int n_store, LinePrefetcher& prefetch) {
-  constexpr int64_t kL1Floats = 6 * 1024;  // 24 KiB of the 32 KiB L1 for the A chunk and one Bp panel
-  const int n_pad = round_up8(Nc);
-  const int64_t column_blocks = (n_pad + 15) / 16;
-  const int64_t fit = (kL1Floats - 16 * int64_t(K)) / std::max(1, K) / 12 * 12;
+// g on one thread: column blocks of 2 vectors (wide tiles) and a last block of 1 vector (narrow tiles). Rows go in
+// chunks whose slice of A stays in L1 beside one (K, 2 vectors) panel of B while the chunk sweeps all column
+// blocks, when that reads less from L2 than sweeping all rows per column block.
+template <class V>
+inline void small_gemm(const SmallGemm& g, LinePrefetcher& prefetch) {
+  using Shape = TileShape<V>;
+  constexpr int64_t kL1Floats = 6 * 1024;  // 24 KiB of the 32 KiB L1 for the A chunk and one B panel
+  const int M = g.M, K = g.K;
+  const int n_pad = round_up_to_vectors<V>(g.Nc);
+  const int64_t column_blocks = (n_pad + Shape::wide_columns - 1) / Shape::wide_columns;
+  const int64_t fit =
+      (kL1Floats - Shape::wide_columns * int64_t(K)) / std::max(1, K) / Shape::narrow_rows * Shape::narrow_rows;
   int chunk = M;
-  if (fit >= 12 && fit < M) {
+  if (fit >= Shape::narrow_rows && fit < M) {
     const int64_t chunked = int64_t(M) * K + int64_t(n_pad) * K * ((M + fit - 1) / fit);
     const int64_t by_columns = int64_t(M) * K * column_blocks + int64_t(n_pad) * K;
     if (chunked < by_columns) chunk = int(fit);
   }
   for (int m0 = 0; m0 < M; m0 += chunk) {
     const int m1 = std::min(M, m0 + chunk);
-    for (int j0 = 0; j0 < n_pad; j0 += 16) {
-      const int store = std::min(16, n_store - j0);
+    for (int j0 = 0; j0 < n_pad; j0 += Shape::wide_columns) {
+      const int store = std::min(Shape::wide_columns, g.n_store - j0);
       if (store <= 0) break;
-      const bool wide = n_pad - j0 >= 16;
-      const int mr = wide ? 6 : 12;
+      const bool wide = n_pad - j0 >= Shape::wide_columns;
+      const int mr = wide ? Shape::wide_rows : Shape::narrow_rows;
       for (int i0 = m0; i0 < m1; i0 += mr) {
         const int rows = std::min(mr, m1 - i0);
-        const float* a = A + i0 * lda;
-        float* c = C + i0 * ldc + j0;
         if (wide)
-          tile_rows<2>(rows, K, a, lda, Bp + j0, ldb, c, ldc, alpha, accumulate, store);
+          tile_rows<V, Shape::wide_vectors, Shape::wide_rows>(rows, g, i0, j0, store);
         else
-          tile_rows<1>(rows, K, a, lda, Bp + j0, ldb, c, ldc, alpha, accumulate, store);
+          tile_rows<V, 1, Shape::narrow_rows>(rows, g, i0, j0, store);
         prefetch.step();
       }
     }
@@ -301,80 +247,60 @@ inline void small_gemm(int M, int Nc, int K, const float* A, int64_t lda, const 
 
 // Tiles per scheduling chunk: runs of consecutive tiles (so the prefetched next tile is usually the thread's own),
 // short enough to balance the threads.
-inline int64_t tile_chunk(int64_t tiles) { return std::clamp<int64_t>(tiles / (8 * omp_get_max_threads()), 1, 8); }
+inline int64_t tile_chunk(int64_t tiles) { return std::clamp<int64_t>(tiles / (8 * tessera::num_threads()), 1, 8); }
 
-// How many micro-tiles small_gemm runs for an (M, Nc) result.
+// How many micro-tiles small_gemm<V> runs for an (M, Nc) result.
+template <class V>
 inline int64_t micro_tiles(int M, int Nc) {
-  const int n_pad = round_up8(Nc);
-  return int64_t(n_pad / 16) * ((M + 5) / 6) + (n_pad % 16 ? (M + 11) / 12 : 0);
+  using Shape = TileShape<V>;
+  const int n_pad = round_up_to_vectors<V>(Nc);
+  return int64_t(n_pad / Shape::wide_columns) * ((M + Shape::wide_rows - 1) / Shape::wide_rows) +
+         (n_pad % Shape::wide_columns ? (M + Shape::narrow_rows - 1) / Shape::narrow_rows : 0);
 }
 
-// Each row of S (N, N) with row stride ld becomes its softmax, in place; only columns [0, N) are read or written.
-inline void softmax_rows(float* S, int64_t ld, int N) {
-  for (int i = 0; i < N; ++i) {
-    float* s = S + i * ld;
-#if defined(__AVX2__) && defined(__FMA__)
-    const int full = N / 8 * 8;
-    const int tail = N - full;
-    const __m256i mask = tail_mask(tail);
-    const __m256 mask_ps = _mm256_castsi256_ps(mask);
-    __m256 vmax = _mm256_set1_ps(-INFINITY);
-    for (int j = 0; j < full; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-    if (tail)
-      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(s + full, mask), mask_ps));
-    const __m256 row_max = _mm256_set1_ps(horizontal_max(vmax));
-    __m256 vsum = _mm256_setzero_ps();
-    for (int j = 0; j < full; j += 8) {
-      const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), row_max));
-      _mm256_storeu_ps(s + j, e);
-      vsum = _mm256_add_ps(vsum, e);
-    }
-    __m256 e_tail = _mm256_setzero_ps();
-    if (tail) {
-      e_tail = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(s + full, mask), row_max)), mask_ps);
-      vsum = _mm256_add_ps(vsum, e_tail);
-    }
-    const __m256 inv = _mm256_set1_ps(1.0f / horizontal_sum(vsum));
-    for (int j = 0; j < full; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
-    if (tail) _mm256_maskstore_ps(s + full, mask, _mm256_mul_ps(e_tail, inv));
-#else
-    float row_max = -INFINITY;
-    for (int j = 0; j < N; ++j) row_max = std::max(row_max, s[j]);
-    float sum = 0.0f;
-    for (int j = 0; j < N; ++j) {
-      s[j] = std::exp(s[j] - row_max);
-      sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int j = 0; j < N; ++j) s[j] *= inv;
-#endif
+// Per-thread copies of one tile's q (N, dp) and kᵀ (d, Np), padded to whole vectors, and the product that makes
+// the scores from them.
+template <class V>
+struct ScoreBuffers {
+  int N, d;
+  AlignedBuffer<float> Qp, Kt;
+  ScoreBuffers(int N_, int d_)
+      : N(N_), d(d_), Qp(int64_t(N_) * round_up_to_vectors<V>(d_)), Kt(int64_t(d_) * round_up_to_vectors<V>(N_)) {}
+
+  // S (N, N) with row stride ld (N <= ld <= Np; columns [N, ld) get zeros) = q kᵀ · scale, where q and k are
+  // (N, d) with row stride `row`.
+  void scores(float* S, int64_t ld, const float* q, const float* k, int64_t row, float scale,
+              LinePrefetcher& prefetch) {
+    const int Np = round_up_to_vectors<V>(N), dp = round_up_to_vectors<V>(d);
+    pack_rows(Qp.data(), dp, q, row, N, d);
+    pack_transposed<V>(Kt.data(), Np, k, row, N, d);
+    small_gemm<V>({.M = N, .Nc = N, .K = d, .a = {Qp.data(), dp}, .b = {Kt.data(), Np}, .c = S, .ldc = ld,
+                   .n_store = int(ld), .alpha = scale},
+                  prefetch);
   }
+};
+
+// Each of `rows` rows of S (row stride ld) becomes its softmax over columns [0, cols), in place, by
+// kernels::softmax_forward's row function: the same bits as ops::softmax of the same row.
+template <class V>
+inline void softmax_rows(float* S, int64_t ld, int rows, int cols) {
+  for (int i = 0; i < rows; ++i) softmax_forward_row<V>(S + i * ld, S + i * ld, cols);
 }
 
-// dS row (length N) = scale · P ∘ (dP − Σ_j dP_j P_j), in place over dP; P is read up to column N only.
+// dS row (length N) = scale · P ∘ (dP − Σ_j dP_j P_j), in place over dP; P is read up to column N only. Whole
+// vectors, then one masked vector for the tail (as softmax_forward_row, for the same reason).
+template <class V>
 inline void softmax_backward_row(float* dP, const float* P, int N, float scale) {
-#if defined(__AVX2__) && defined(__FMA__)
-  const int full = N / 8 * 8;
-  const int tail = N - full;
-  const __m256i mask = tail_mask(tail);
-  __m256 vdot = _mm256_setzero_ps();
-  for (int j = 0; j < full; j += 8) vdot = _mm256_fmadd_ps(_mm256_loadu_ps(dP + j), _mm256_loadu_ps(P + j), vdot);
-  if (tail) vdot = _mm256_fmadd_ps(_mm256_maskload_ps(dP + full, mask), _mm256_maskload_ps(P + full, mask), vdot);
-  const __m256 dot = _mm256_set1_ps(horizontal_sum(vdot));
-  const __m256 sc = _mm256_set1_ps(scale);
-  for (int j = 0; j < full; j += 8) {
-    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(P + j), sc);
-    _mm256_storeu_ps(dP + j, _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dP + j), dot)));
-  }
-  if (tail) {
-    const __m256 p = _mm256_mul_ps(_mm256_maskload_ps(P + full, mask), sc);
-    _mm256_maskstore_ps(dP + full, mask, _mm256_mul_ps(p, _mm256_sub_ps(_mm256_maskload_ps(dP + full, mask), dot)));
-  }
-#else
-  float dot = 0.0f;
-  for (int j = 0; j < N; ++j) dot += dP[j] * P[j];
-  for (int j = 0; j < N; ++j) dP[j] = scale * P[j] * (dP[j] - dot);
-#endif
+  constexpr int w = V::width;
+  const int full = N / w * w, tail = N - full;
+  V acc = V::zero();
+  for (int j = 0; j < full; j += w) acc = fmadd(V::load(dP + j), V::load(P + j), acc);
+  if (tail) acc = fmadd(V::load_partial(dP + full, tail, 0.0f), V::load_partial(P + full, tail, 0.0f), acc);
+  const V dot = V::broadcast(reduce_add(acc)), s = V::broadcast(scale);
+  for (int j = 0; j < full; j += w) ((V::load(P + j) * s) * (V::load(dP + j) - dot)).store(dP + j);
+  if (tail)
+    ((V::load_partial(P + full, tail, 0.0f) * s) * (V::load_partial(dP + full, tail, 0.0f) - dot))
+        .store_partial(dP + full, tail);
 }
 
 // Multiplier row i of tile t: 0 where dropped, keep_scale where kept (columns [0, N)).
@@ -386,19 +312,40 @@ inline void dropout_row(float* multiplier, uint64_t seed, uint64_t threshold, fl
 
 }  // namespace attention_detail
 
+// scores (B, H, N, N) = q kᵀ · d^-1/2 of every tile, computed as attention_forward computes its S (same packing,
+// same products), so softmax_forward of a row of scores gives attention_forward's row of probs bit for bit.
+template <class V = simd::VecNative>
+inline void attention_scores(float* scores, const float* qkv, int B, int N, int H, int d) {
+  using namespace attention_detail;
+  assert(B >= 0 && N >= 0 && H >= 0 && d >= 1);
+  const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N, tiles = int64_t(B) * H;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+#pragma omp parallel if (tiles > 1)
+  {
+    ScoreBuffers<V> buffers(N, d);
+    LinePrefetcher prefetch;
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const float* q = qkv + t / H * N * row + t % H * d;
+      buffers.scores(scores + t * NN, N, q, q + C, row, scale, prefetch);
+    }
+  }
+}
+
 // Forward. qkv is (B,N,3,H,d), out is (B,N,H·d), probs is (B,H,N,N) or null (nothing saved).
 // Per tile (b, h): S = q kᵀ · d^-1/2, P = softmax of each row of S, probs[b,h] = P, out[b,:,h] = (P ∘ M) v, where M
 // is the dropout multiplier (1 when dropout_p == 0). P is computed in place in probs[b,h] (or in a per-thread
-// (N, N8) buffer when probs is null), next to copies of q (N, d8), kᵀ (d, N8) and v (N, d8), X8 = X rounded up to
-// a multiple of 8. The copies make every operand contiguous: rows of qkv lie 3·C floats apart, a stride that maps
-// them onto few L1 sets.
+// (N, Np) buffer when probs is null), next to copies of q (N, dp), kᵀ (d, Np) and v (N, dp), Xp = X rounded up to
+// a whole number of vectors. The copies make every operand contiguous: rows of qkv lie 3·C floats apart, a stride
+// that maps them onto few L1 sets.
 // While a tile computes, the next tile's rows are prefetched.
+template <class V = simd::VecNative>
 inline void attention_forward(float* out, float* probs, const float* qkv, int B, int N, int H, int d,
                               double dropout_p = 0.0, uint64_t dropout_seed = 0) {
   using namespace attention_detail;
   assert(B >= 0 && N >= 0 && H >= 0 && d >= 1 && dropout_p >= 0.0 && dropout_p < 1.0);
   const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N;
-  const int N8 = round_up8(N), d8 = round_up8(d);
+  const int Np = round_up_to_vectors<V>(N), dp = round_up_to_vectors<V>(d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const bool dropout = dropout_p > 0.0;
   const uint64_t threshold = attention_dropout_threshold(dropout_p);
@@ -409,8 +356,8 @@ inline void attention_forward(float* out, float* probs, const float* qkv, int B,
   auto out_of = [&](int64_t t) { return out + t / H * N * C + t % H * d; };
 #pragma omp parallel if (tiles > 1)
   {
-    AlignedBuffer<float> scratch(probs && !dropout ? 0 : int64_t(N) * N8), Qp(int64_t(N) * d8), Kt(int64_t(d) * N8),
-        Vp(int64_t(N) * d8), mult(dropout ? N : 0);
+    AlignedBuffer<float> scratch(probs && !dropout ? 0 : int64_t(N) * Np), Vp(int64_t(N) * dp), mult(dropout ? N : 0);
+    ScoreBuffers<V> score_buffers(N, d);
     LinePrefetcher prefetch;
 #pragma omp for schedule(dynamic, chunk)
     for (int64_t t = 0; t < tiles; ++t) {
@@ -425,26 +372,26 @@ inline void attention_forward(float* out, float* probs, const float* qkv, int B,
         if (probs) prefetch.add(probs + (t + 1) * NN, N, N, N, true);
         prefetch.add(next + 2 * C, row, N, d, false);
         prefetch.add(out_of(t + 1), C, N, d, true);
-        prefetch.pace(micro_tiles(N, N) + micro_tiles(N, d));
+        prefetch.pace(micro_tiles<V>(N, N) + micro_tiles<V>(N, d));
       }
       float* P = probs ? probs + t * NN : scratch.data();
-      const int64_t ld = probs ? N : N8;
-      pack_rows(Qp.data(), d8, q, row, N, d);
-      pack_transposed(Kt.data(), N8, k, row, N, d);
-      small_gemm(N, N, d, Qp.data(), d8, Kt.data(), N8, P, ld, scale, false, probs ? N : N8, prefetch);
-      softmax_rows(P, ld, N);
+      const int64_t ld = probs ? N : Np;
+      score_buffers.scores(P, ld, q, k, row, scale, prefetch);
+      softmax_rows<V>(P, ld, N, N);
       const float* Pa = P;
       int64_t ld_pa = ld;
       if (dropout) {
         for (int i = 0; i < N; ++i) {
           dropout_row(mult.data(), dropout_seed, threshold, keep_scale, t, i, N);
-          for (int j = 0; j < N; ++j) scratch.data()[int64_t(i) * N8 + j] = P[i * ld + j] * mult.data()[j];
+          for (int j = 0; j < N; ++j) scratch.data()[int64_t(i) * Np + j] = P[i * ld + j] * mult.data()[j];
         }
         Pa = scratch.data();
-        ld_pa = N8;
+        ld_pa = Np;
       }
-      pack_rows(Vp.data(), d8, v, row, N, d);
-      small_gemm(N, d, N, Pa, ld_pa, Vp.data(), d8, out_of(t), C, 1.0f, false, d, prefetch);
+      pack_rows(Vp.data(), dp, v, row, N, d);
+      small_gemm<V>({.M = N, .Nc = d, .K = N, .a = {Pa, ld_pa}, .b = {Vp.data(), dp}, .c = out_of(t), .ldc = C,
+                     .n_store = d},
+                    prefetch);
     }
   }
 }
@@ -452,14 +399,15 @@ inline void attention_forward(float* out, float* probs, const float* qkv, int B,
 // Backward. dqkv (B,N,3,H,d) += the gradient; dout is (B,N,H·d); qkv and probs are the forward's input and saved P;
 // dropout_p and dropout_seed must be the forward's. Per tile, with Pd = P ∘ M and s = d^-1/2:
 // dv += Pdᵀ dout, dP = (dout vᵀ) ∘ M, dS = s · P ∘ (dP − rowsum(dP ∘ P)), dq += dS k, dk += dSᵀ q.
-// Per-thread buffers: dP/dS (N, N8), Pdᵀ then dSᵀ (N, N8) so that every product reads its left operand by rows,
-// vᵀ (d, N8), dout, k, q (N, d8), and Pd, M (N, N8) with dropout.
+// Per-thread buffers: dP/dS (N, Np), Pdᵀ then dSᵀ (N, Np) so that every product reads its left operand by rows,
+// vᵀ (d, Np), dout, k, q (N, dp), and Pd, M (N, Np) with dropout.
+template <class V = simd::VecNative>
 inline void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B, int N,
                                int H, int d, double dropout_p = 0.0, uint64_t dropout_seed = 0) {
   using namespace attention_detail;
   assert(B >= 0 && N >= 0 && H >= 0 && d >= 1 && dropout_p >= 0.0 && dropout_p < 1.0);
   const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N;
-  const int N8 = round_up8(N), d8 = round_up8(d);
+  const int Np = round_up_to_vectors<V>(N), dp = round_up_to_vectors<V>(d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const bool dropout = dropout_p > 0.0;
   const uint64_t threshold = attention_dropout_threshold(dropout_p);
@@ -470,9 +418,9 @@ inline void attention_backward(float* dqkv, const float* dout, const float* qkv,
   auto dout_of = [&](int64_t t) { return dout + t / H * N * C + t % H * d; };
 #pragma omp parallel if (tiles > 1)
   {
-    AlignedBuffer<float> dS(int64_t(N) * N8), transposed(int64_t(N) * N8), Vt(int64_t(d) * N8), dOp(int64_t(N) * d8),
-        Kp(int64_t(N) * d8), Qp(int64_t(N) * d8), Pd(dropout ? int64_t(N) * N8 : 0),
-        mult(dropout ? int64_t(N) * N8 : 0);
+    AlignedBuffer<float> dS(int64_t(N) * Np), transposed(int64_t(N) * Np), Vt(int64_t(d) * Np), dOp(int64_t(N) * dp),
+        Kp(int64_t(N) * dp), Qp(int64_t(N) * dp), Pd(dropout ? int64_t(N) * Np : 0),
+        mult(dropout ? int64_t(N) * Np : 0);
     LinePrefetcher prefetch;
 #pragma omp for schedule(dynamic, chunk)
     for (int64_t t = 0; t < tiles; ++t) {
@@ -496,36 +444,44 @@ inline void attention_backward(float* dqkv, const float* dout, const float* qkv,
         prefetch.add(dqkv + next, row, N, d, true);
         prefetch.add(qkv + next, row, N, d, false);
         prefetch.add(dqkv + next + C, row, N, d, true);
-        prefetch.pace(micro_tiles(N, N) + 3 * micro_tiles(N, d));
+        prefetch.pace(micro_tiles<V>(N, N) + 3 * micro_tiles<V>(N, d));
       }
 
-      pack_rows(dOp.data(), d8, go, C, N, d);
-      pack_transposed(Vt.data(), N8, v, row, N, d);
+      pack_rows(dOp.data(), dp, go, C, N, d);
+      pack_transposed<V>(Vt.data(), Np, v, row, N, d);
       if (dropout) {
         for (int i = 0; i < N; ++i) {
-          float* m = mult.data() + int64_t(i) * N8;
+          float* m = mult.data() + int64_t(i) * Np;
           dropout_row(m, dropout_seed, threshold, keep_scale, t, i, N);
-          for (int j = 0; j < N; ++j) Pd.data()[int64_t(i) * N8 + j] = P[int64_t(i) * N + j] * m[j];
+          for (int j = 0; j < N; ++j) Pd.data()[int64_t(i) * Np + j] = P[int64_t(i) * N + j] * m[j];
         }
-        pack_transposed(transposed.data(), N8, Pd.data(), N8, N, N);
+        pack_transposed<V>(transposed.data(), Np, Pd.data(), Np, N, N);
       } else {
-        pack_transposed(transposed.data(), N8, P, N, N, N);
+        pack_transposed<V>(transposed.data(), Np, P, N, N, N);
       }
-      small_gemm(N, d, N, transposed.data(), N8, dOp.data(), d8, dv, row, 1.0f, true, d, prefetch);
-      small_gemm(N, N, d, dOp.data(), d8, Vt.data(), N8, dS.data(), N8, 1.0f, false, N8, prefetch);
+      small_gemm<V>({.M = N, .Nc = d, .K = N, .a = {transposed.data(), Np}, .b = {dOp.data(), dp}, .c = dv,
+                     .ldc = row, .n_store = d, .accumulate = true},
+                    prefetch);
+      small_gemm<V>({.M = N, .Nc = N, .K = d, .a = {dOp.data(), dp}, .b = {Vt.data(), Np}, .c = dS.data(), .ldc = Np,
+                     .n_store = Np},
+                    prefetch);
       for (int i = 0; i < N; ++i) {
-        float* ds = dS.data() + int64_t(i) * N8;
+        float* ds = dS.data() + int64_t(i) * Np;
         if (dropout) {
-          const float* m = mult.data() + int64_t(i) * N8;
+          const float* m = mult.data() + int64_t(i) * Np;
           for (int j = 0; j < N; ++j) ds[j] *= m[j];
         }
-        softmax_backward_row(ds, P + int64_t(i) * N, N, scale);
+        softmax_backward_row<V>(ds, P + int64_t(i) * N, N, scale);
       }
-      pack_rows(Kp.data(), d8, k, row, N, d);
-      small_gemm(N, d, N, dS.data(), N8, Kp.data(), d8, dq, row, 1.0f, true, d, prefetch);
-      pack_rows(Qp.data(), d8, q, row, N, d);
-      pack_transposed(transposed.data(), N8, dS.data(), N8, N, N);
-      small_gemm(N, d, N, transposed.data(), N8, Qp.data(), d8, dk, row, 1.0f, true, d, prefetch);
+      pack_rows(Kp.data(), dp, k, row, N, d);
+      small_gemm<V>({.M = N, .Nc = d, .K = N, .a = {dS.data(), Np}, .b = {Kp.data(), dp}, .c = dq, .ldc = row,
+                     .n_store = d, .accumulate = true},
+                    prefetch);
+      pack_rows(Qp.data(), dp, q, row, N, d);
+      pack_transposed<V>(transposed.data(), Np, dS.data(), Np, N, N);
+      small_gemm<V>({.M = N, .Nc = d, .K = N, .a = {transposed.data(), Np}, .b = {Qp.data(), dp}, .c = dk,
+                     .ldc = row, .n_store = d, .accumulate = true},
+                    prefetch);
     }
   }
 }

@@ -10,6 +10,35 @@
 
 namespace tessera::kernels {
 
+// y = softmax(x) over one row of cols floats; y may alias x. The one softmax of a row: softmax_forward and the
+// fused attention both call it, so ops::softmax and attention give the same bits for the same row.
+// Whole vectors, then one masked vector for the tail; its exponentials stay in a register until the final scaling
+// (an overlapping last vector would reload what was just stored, and stall on store forwarding for short rows).
+template <class V = simd::VecNative>
+inline void softmax_forward_row(float* y, const float* x, int64_t cols) {
+  constexpr int w = V::width;
+  const int64_t full = cols / w * w;
+  const int tail = static_cast<int>(cols - full);
+  V vmax = V::broadcast(simd::kNegInf);
+  for (int64_t j = 0; j < full; j += w) vmax = max(vmax, V::load(x + j));
+  if (tail) vmax = max(vmax, V::load_partial(x + full, tail, simd::kNegInf));
+  const V m = V::broadcast(reduce_max(vmax));
+  V sum = V::zero();
+  for (int64_t j = 0; j < full; j += w) {
+    const V e = exp_nonpositive(V::load(x + j) - m);
+    e.store(y + j);
+    sum = sum + e;
+  }
+  V e_tail = V::zero();
+  if (tail) {
+    e_tail = exp_nonpositive(V::load_partial(x + full, tail, simd::kNegInf) - m);
+    sum = sum + e_tail;
+  }
+  const V inv = V::broadcast(1.0f / reduce_add(sum));
+  for (int64_t j = 0; j < full; j += w) (V::load(y + j) * inv).store(y + j);
+  if (tail) (e_tail * inv).store_partial(y + full, tail);
+}
+
 // out[r, :] = softmax(inp[r, :]) = e^{x - max x} / sum e^{x - max x}.
 // inp is (rows, cols), out is (rows, cols); out may alias inp.
 template <class V = simd::VecNative>
@@ -17,13 +46,7 @@ inline void softmax_forward(float* out, const float* inp, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
 #pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
     if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
-    const float* x = inp + int64_t{r} * cols;
-    float* y = out + int64_t{r} * cols;
-    const float m = simd::row_max<V>(x, cols);
-    const float sum = simd::row_exp_store<V>(y, x, m, cols);
-    simd::row_scale<V>(y, y, 1.0f / sum, cols);
-  }
+  for (int r = 0; r < rows; ++r) softmax_forward_row<V>(out + int64_t{r} * cols, inp + int64_t{r} * cols, cols);
 }
 
 // dinp += out * (dout - sum_j dout_j out_j), row by row.

@@ -28,7 +28,7 @@ inline V exp_reduced_poly(V r) {
   return fmadd(p, r * r, r) + V::broadcast(1.0f);
 }
 
-inline constexpr float kLnFltMin = -87.33654475f;
+inline constexpr float kLnFltMin = -87.33654022f;
 inline constexpr float kLnFltMax = 88.72283905f;
 
 // e^x. x = n ln2 + r with n = round(x / ln2), ln2 split in two so that n ln2_hi is exact; 2^n is applied in two
