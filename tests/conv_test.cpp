@@ -539,3 +539,24 @@ TEST_CASE("nn::BatchNorm2d buffers round-trip through a checkpoint") {
   CHECK(restored.bn.num_batches_tracked.item() == 1.0f);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("nn::BatchNorm2d loads PyTorch's integer num_batches_tracked from a plain weights file") {
+  // A file as timm / PyTorch write it: float parameters and running statistics, num_batches_tracked an I64 scalar.
+  Generator gen(910);
+  TinyStem<float> source(gen);
+  std::vector<io::SafetensorsEntry> entries;
+  for (const auto& [name, tensor] : source.state_dict())
+    if (name != "bn.num_batches_tracked") entries.push_back({name, io::TensorBytes(tensor)});
+  entries.push_back({"bn.num_batches_tracked", io::TensorBytes(std::vector<int64_t>{7}, std::vector<int64_t>{})});
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_conv_test_timm";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "timm_like.safetensors";
+  io::save_safetensors(path, entries, {});
+  Generator other_gen(911);
+  TinyStem<float> restored(other_gen);
+  const nn::LoadReport report = io::load_model_weights(path, restored);
+  CHECK(report.ok());
+  CHECK(restored.bn.num_batches_tracked.item() == 7.0f);
+  CHECK(restored.conv.weight.to_vector() == source.conv.weight.to_vector());
+  std::filesystem::remove_all(dir);
+}
