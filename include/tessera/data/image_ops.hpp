@@ -205,19 +205,22 @@ inline Image adjust_sharpness(const Image& image, double factor) {
   const uint8_t* in = image.data();
   Image out(H, W, C);
   uint8_t* o = out.data();
-  for (int64_t y = 0; y < H; ++y)
-    for (int64_t i = 0; i < row; ++i) {
-      const uint8_t v = in[y * row + i];
-      const int64_t x = i / C;
-      int smoothed = v;
-      if (y > 0 && y < H - 1 && x > 0 && x < W - 1) {
-        const uint8_t* p = in + y * row + i;
-        const int s = p[-row - C] + p[-row] + p[-row + C] + p[-C] + 5 * p[0] + p[C] + p[row - C] + p[row] +
-                      p[row + C];
-        smoothed = (2 * s + 13) / 26;
-      }
-      o[y * row + i] = detail::blend(v, static_cast<float>(smoothed), ratio, rest);
+  // Border pixels blend with themselves (which can differ from v by the float rounding, as in torchvision).
+  const auto keep = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) o[i] = detail::blend(in[i], static_cast<float>(in[i]), ratio, rest);
+  };
+  keep(0, row);
+  for (int64_t y = 1; y < H - 1; ++y) {
+    const int64_t start = y * row;
+    keep(start, start + C);
+    for (int64_t i = start + C; i < start + row - C; ++i) {
+      const uint8_t* p = in + i;
+      const int s = p[-row - C] + p[-row] + p[-row + C] + p[-C] + 5 * p[0] + p[C] + p[row - C] + p[row] + p[row + C];
+      o[i] = detail::blend(p[0], static_cast<float>((2 * s + 13) / 26), ratio, rest);
     }
+    keep(start + row - C, start + row);
+  }
+  keep((H - 1) * row, H * row);
   return out;
 }
 
