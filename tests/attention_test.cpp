@@ -63,20 +63,23 @@ struct FastRun {
   std::vector<float> out, probs, dqkv;
 };
 
-// Fast forward and backward on given inputs; outputs are poisoned with NaN first, dqkv starts at dqkv_init.
+// Fast forward and backward on vectors V; outputs are poisoned with NaN first, dqkv starts at dqkv_init.
+template <class V = kernels::simd::VecNative>
 FastRun run_fast(const Dims& s, const std::vector<float>& qkv, const std::vector<float>& dout,
                  const std::vector<float>& dqkv_init, double p = 0.0, uint64_t seed = 0) {
   FastRun r{std::vector<float>(size_t(s.out()), kNaN), std::vector<float>(size_t(s.probs()), kNaN), dqkv_init};
-  kernels::attention_forward(r.out.data(), r.probs.data(), qkv.data(), s.B, s.N, s.H, s.d, p, seed);
-  kernels::attention_backward(r.dqkv.data(), dout.data(), qkv.data(), r.probs.data(), s.B, s.N, s.H, s.d, p, seed);
+  kernels::attention_forward<V>(r.out.data(), r.probs.data(), qkv.data(), s.B, s.N, s.H, s.d, p, seed);
+  kernels::attention_backward<V>(r.dqkv.data(), dout.data(), qkv.data(), r.probs.data(), s.B, s.N, s.H, s.d, p,
+                                 seed);
   return r;
 }
 
+template <class V = kernels::simd::VecNative>
 void compare_with_reference(const Dims& s, uint64_t seed, double p = 0.0) {
   const auto qkv = random_floats(s.qkv(), seed);
   const auto dout = random_floats(s.out(), seed + 1);
   const auto dqkv_init = random_floats(s.qkv(), seed + 2);
-  const FastRun fast = run_fast(s, qkv, dout, dqkv_init, p, seed + 3);
+  const FastRun fast = run_fast<V>(s, qkv, dout, dqkv_init, p, seed + 3);
 
   const auto qkv_d = to_double(qkv), dout_d = to_double(dout);
   std::vector<double> out(size_t(s.out())), probs(size_t(s.probs())), dqkv = to_double(dqkv_init);
@@ -118,6 +121,28 @@ TEST_CASE("fast attention kernel matches the reference at odd sizes") {
     CAPTURE(s.d);
     compare_with_reference(s, seed += 10);
   }
+}
+
+// The kernel is one template over the vector type: 16 lanes (VecPair<VecAvx2> here, the AVX-512 width and tile
+// shapes), 2 lanes and the scalar fallback run the same code as the native width.
+#if defined(__AVX2__) && defined(__FMA__)
+#define TESSERA_ATTENTION_VECS \
+  kernels::simd::VecScalar, kernels::simd::VecPair<kernels::simd::VecScalar>, kernels::simd::VecPair<kernels::simd::VecAvx2>
+#else
+#define TESSERA_ATTENTION_VECS kernels::simd::VecScalar, kernels::simd::VecPair<kernels::simd::VecScalar>
+#endif
+
+TEST_CASE_TEMPLATE("attention on every vector width matches the reference at odd sizes", V, TESSERA_ATTENTION_VECS) {
+  uint64_t seed = 9000;
+  for (Dims s : {Dims{1, 1, 1, 1}, Dims{2, 3, 2, 7}, Dims{1, 7, 3, 16}, Dims{2, 15, 1, 17}, Dims{1, 16, 2, 33},
+                 Dims{2, 17, 3, 64}, Dims{2, 65, 3, 64}, Dims{1, 97, 2, 5}, Dims{1, 197, 1, 64}})
+    for (double p : {0.0, 0.3}) {
+      CAPTURE(V::width);
+      CAPTURE(s.N);
+      CAPTURE(s.d);
+      CAPTURE(p);
+      compare_with_reference<V>(s, seed += 10, p);
+    }
 }
 
 TEST_CASE("fast attention kernel with dropout matches the reference") {
@@ -175,6 +200,73 @@ TEST_CASE("results are bit-identical for 1, 2 and 3 threads") {
     CHECK(std::memcmp(runs[0].out.data(), runs[r].out.data(), runs[0].out.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(runs[0].probs.data(), runs[r].probs.data(), runs[0].probs.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(runs[0].dqkv.data(), runs[r].dqkv.data(), runs[0].dqkv.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE_TEMPLATE("attention on every vector width is bit-identical for 1, 2 and 3 threads", V,
+                   TESSERA_ATTENTION_VECS) {
+  const Dims s{3, 33, 2, 16};
+  const auto qkv = random_floats(s.qkv(), 4), dout = random_floats(s.out(), 5), init = random_floats(s.qkv(), 6);
+  const int saved = omp_get_max_threads();
+  std::vector<FastRun> runs;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    runs.push_back(run_fast<V>(s, qkv, dout, init, 0.2, 98));
+  }
+  omp_set_num_threads(saved);
+  for (size_t r = 1; r < runs.size(); ++r) {
+    CHECK(std::memcmp(runs[0].out.data(), runs[r].out.data(), runs[0].out.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(runs[0].probs.data(), runs[r].probs.data(), runs[0].probs.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(runs[0].dqkv.data(), runs[r].dqkv.data(), runs[0].dqkv.size() * sizeof(float)) == 0);
+  }
+}
+
+// attention's softmax is kernels::softmax_forward's row function: the same row gives the same bits both ways.
+template <class V>
+void check_softmax_bits(uint64_t seed) {
+  for (int cols : {1, 3, 7, 8, 15, 16, 17, 31, 65, 197}) {
+    CAPTURE(V::width);
+    CAPTURE(cols);
+    const int rows = 5;
+    const auto scores = random_floats(int64_t(rows) * cols, seed + uint64_t(cols), -30.0, 30.0);
+    std::vector<float> by_softmax(scores.size(), kNaN), by_attention = scores;
+    kernels::softmax_forward<V>(by_softmax.data(), scores.data(), rows, cols);
+    kernels::attention_detail::softmax_rows<V>(by_attention.data(), cols, rows, cols);
+    CHECK(std::memcmp(by_softmax.data(), by_attention.data(), scores.size() * sizeof(float)) == 0);
+  }
+  // End to end: attention_forward's saved probabilities are softmax_forward of its own score tiles.
+  for (Dims s : {Dims{2, 7, 3, 16}, Dims{1, 65, 3, 64}, Dims{1, 197, 2, 64}}) {
+    CAPTURE(s.N);
+    const auto qkv = random_floats(s.qkv(), seed + 7, -2.0, 2.0);
+    std::vector<float> out(size_t(s.out())), probs(size_t(s.probs()), kNaN), scores(size_t(s.probs()), kNaN);
+    kernels::attention_forward<V>(out.data(), probs.data(), qkv.data(), s.B, s.N, s.H, s.d);
+    kernels::attention_scores<V>(scores.data(), qkv.data(), s.B, s.N, s.H, s.d);
+    kernels::softmax_forward<V>(scores.data(), scores.data(), s.B * s.H * s.N, s.N);
+    CHECK(std::memcmp(probs.data(), scores.data(), probs.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("attention's softmax and kernels::softmax_forward give the same bits for the same row") {
+  check_softmax_bits<kernels::simd::VecNative>(31);
+  check_softmax_bits<kernels::simd::VecScalar>(32);
+  check_softmax_bits<kernels::simd::VecPair<kernels::simd::VecScalar>>(33);
+#if defined(__AVX2__) && defined(__FMA__)
+  check_softmax_bits<kernels::simd::VecPair<kernels::simd::VecAvx2>>(34);
+#endif
+}
+
+TEST_CASE("ops::softmax of attention's score tiles gives ops::attention's probabilities bit for bit") {
+  for (Dims s : {Dims{2, 65, 3, 64}, Dims{1, 9, 2, 5}}) {
+    CAPTURE(s.N);
+    Generator gen(60 + uint64_t(s.N));
+    const TensorF qkv = TensorF::uniform({s.B, s.N, 3 * s.H * s.d}, -1.0f, 1.0f, gen);
+    TensorF probs;
+    ops::attention(qkv, s.H, 0.0, false, nullptr, &probs);
+    TensorF scores({s.B, s.H, s.N, s.N});
+    kernels::attention_scores(scores.data(), qkv.data(), s.B, s.N, s.H, s.d);
+    const TensorF softmax = ops::softmax(scores);
+    REQUIRE(probs.shape() == softmax.shape());
+    CHECK(std::memcmp(probs.data(), softmax.data(), size_t(probs.numel()) * sizeof(float)) == 0);
   }
 }
 

@@ -28,6 +28,9 @@ inline V exp_reduced_poly(V r) {
   return fmadd(p, r * r, r) + V::broadcast(1.0f);
 }
 
+// The smallest float whose e^x is a normal float (ln FLT_MIN = -87.3365447...): arguments are clamped to it, so no
+// product inside exp goes denormal (each such product costs a microcode assist on x86, and the masked lanes of
+// every tail and far-negative softmax arguments would pay it); below it the result is 0.
 inline constexpr float kLnFltMin = -87.33654022f;
 inline constexpr float kLnFltMax = 88.72283905f;
 
