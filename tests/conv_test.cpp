@@ -514,9 +514,9 @@ TEST_CASE("nn::Conv2d and nn::BatchNorm2d: names, buffers, initialisation, train
   // Training the stem's parameters: every parameter gets a gradient, the buffers none.
   stem.train();
   ops::sum(stem.forward(x)).backward();
-  for (const auto& [name, p] : stem.named_parameters()) {
-    CAPTURE(name);
-    CHECK(p.grad().defined());
+  for (const auto& named : stem.named_parameters()) {
+    CAPTURE(named.first);
+    CHECK(named.second.grad().defined());
   }
   CHECK_FALSE(stem.bn.running_var.grad().defined());
 }
@@ -532,9 +532,9 @@ TEST_CASE("nn::BatchNorm2d buffers round-trip through a checkpoint") {
   Generator other_gen(901);
   TinyStem<float> restored(other_gen);
   io::load_checkpoint(path, restored, nlohmann::json{{"model", "TinyStem"}}, nullptr);
-  for (const auto& [name, tensor] : stem.state_dict()) {
-    CAPTURE(name);
-    CHECK(restored.state_dict().at(name).to_vector() == tensor.to_vector());
+  for (const auto& entry : stem.state_dict()) {
+    CAPTURE(entry.first);
+    CHECK(restored.state_dict().at(entry.first).to_vector() == entry.second.to_vector());
   }
   CHECK(restored.bn.num_batches_tracked.item() == 1.0f);
   std::filesystem::remove_all(dir);
