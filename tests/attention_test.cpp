@@ -126,8 +126,9 @@ TEST_CASE("fast attention kernel matches the reference at odd sizes") {
 // The kernel is one template over the vector type: 16 lanes (VecPair<VecAvx2> here, the AVX-512 width and tile
 // shapes), 2 lanes and the scalar fallback run the same code as the native width.
 #if defined(__AVX2__) && defined(__FMA__)
-#define TESSERA_ATTENTION_VECS \
-  kernels::simd::VecScalar, kernels::simd::VecPair<kernels::simd::VecScalar>, kernels::simd::VecPair<kernels::simd::VecAvx2>
+#define TESSERA_ATTENTION_VECS                                                \
+  kernels::simd::VecScalar, kernels::simd::VecPair<kernels::simd::VecScalar>, \
+      kernels::simd::VecPair<kernels::simd::VecAvx2>
 #else
 #define TESSERA_ATTENTION_VECS kernels::simd::VecScalar, kernels::simd::VecPair<kernels::simd::VecScalar>
 #endif

@@ -44,13 +44,17 @@ VecPair<H> operator/(VecPair<H> a, VecPair<H> b) { return {a.lo / b.lo, a.hi / b
 template <class H>
 VecPair<H> operator-(VecPair<H> a) { return {-a.lo, -a.hi}; }
 template <class H>
-VecPair<H> fmadd(VecPair<H> a, VecPair<H> b, VecPair<H> c) { return {fmadd(a.lo, b.lo, c.lo), fmadd(a.hi, b.hi, c.hi)}; }
+VecPair<H> fmadd(VecPair<H> a, VecPair<H> b, VecPair<H> c) {
+  return {fmadd(a.lo, b.lo, c.lo), fmadd(a.hi, b.hi, c.hi)};
+}
 template <class H>
 VecPair<H> fnmadd(VecPair<H> a, VecPair<H> b, VecPair<H> c) {
   return {fnmadd(a.lo, b.lo, c.lo), fnmadd(a.hi, b.hi, c.hi)};
 }
 template <class H>
-VecPair<H> fmsub(VecPair<H> a, VecPair<H> b, VecPair<H> c) { return {fmsub(a.lo, b.lo, c.lo), fmsub(a.hi, b.hi, c.hi)}; }
+VecPair<H> fmsub(VecPair<H> a, VecPair<H> b, VecPair<H> c) {
+  return {fmsub(a.lo, b.lo, c.lo), fmsub(a.hi, b.hi, c.hi)};
+}
 template <class H>
 VecPair<H> max(VecPair<H> a, VecPair<H> b) { return {max(a.lo, b.lo), max(a.hi, b.hi)}; }
 template <class H>
