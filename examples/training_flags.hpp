@@ -10,12 +10,17 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include <tessera/core/threads.hpp>
 #include <tessera/nn/config.hpp>
+#include <tessera/train/subset.hpp>
 #include <tessera/train/trainer.hpp>
 
 #include "cli_checks.hpp"
@@ -56,6 +61,8 @@ struct TrainingFlags {
   tessera::train::TrainerOptions options;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int64_t train_limit = 0, test_limit = 0;
+  int64_t val_split = 0;  // hold out this many training images and evaluate on them instead of the test set
+  bool fast_augmentation = false;  // train_cifar10: the fast recipe's augmentation instead of the reference one
   std::filesystem::path log_path, save_path, resume_path;
 
   // The defaults shown by --help are the values the fields hold when this is called.
@@ -71,7 +78,28 @@ struct TrainingFlags {
     app.add_option("--warmup-epochs", options.warmup_epochs, "Linear warmup, per step, over this many epochs")
         ->capture_default_str()
         ->check(above(0, true));
-    app.add_option("--min-lr", options.min_lr, "Learning rate at the end of the cosine")
+    app.add_option("--min-lr", options.min_lr, "Learning rate at the end of the decay")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--decay", options.decay, "How the learning rate falls after warmup: cosine or linear")
+        ->capture_default_str()
+        ->transform(CLI::CheckedTransformer(
+            std::map<std::string, tessera::optim::Decay>{{"cosine", tessera::optim::Decay::cosine},
+                                                         {"linear", tessera::optim::Decay::linear}},
+            CLI::ignore_case));
+    app.add_option("--time-budget", options.time_budget_minutes,
+                   "Minutes for the whole run, start to exit: it measures its speed, then sizes the number of steps "
+                   "(and the schedule) to fit; --epochs is then ignored (0: train --epochs)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--ema", options.ema_decay,
+                   "Decay of the weight average that is evaluated and saved as the model (0: none)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 0.999999));
+    app.add_option("--mixup", options.mix.mixup_alpha, "MixUp's Beta(alpha, alpha) (0: off)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--cutmix", options.mix.cutmix_alpha, "CutMix's Beta(alpha, alpha) (0: off)")
         ->capture_default_str()
         ->check(above(0, true));
     app.add_option("--label-smoothing", options.label_smoothing, "Label smoothing of the cross-entropy")
@@ -92,6 +120,16 @@ struct TrainingFlags {
     app.add_option("--test-limit", test_limit, "Test on N images spread evenly over the test set (0: all)")
         ->capture_default_str()
         ->check(above(0, true));
+    app.add_option("--val-split", val_split,
+                   "Hold out N training images (the last of each class) and evaluate on them instead of the test "
+                   "set, for tuning (0: train on all, evaluate on the test set)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_option("--eval-every", options.eval_every, "Evaluate every N epochs (0: only at the end of the run)")
+        ->capture_default_str()
+        ->check(above(0, true));
+    app.add_flag("--eval-flip,!--no-eval-flip", options.eval_flip,
+                 "Evaluate each image and its mirror image, summing the logits");
     app.add_option("--log", log_path, "CSV file, one row per epoch (empty: none)")->capture_default_str();
     app.add_option("--save", save_path, "Checkpoint written after every epoch (empty: none)")->capture_default_str();
     app.add_option("--resume", resume_path, "Continue from this checkpoint (same flags as the run that wrote it)");
@@ -105,6 +143,36 @@ struct TrainingFlags {
     options.checkpoint = save_path;
   }
 };
+
+// The sets to train and evaluate on: (train, test), or with --val-split N (train less N held-out images, those N).
+inline std::pair<std::shared_ptr<const tessera::data::Dataset>, std::shared_ptr<const tessera::data::Dataset>>
+train_and_evaluation_sets(std::shared_ptr<const tessera::data::Dataset> train,
+                          std::shared_ptr<const tessera::data::Dataset> test, const TrainingFlags& flags) {
+  if (flags.val_split == 0) return {std::move(train), std::move(test)};
+  tessera::train::ValidationSplit split = tessera::train::split_validation(std::move(train), flags.val_split);
+  std::cout << "validation split: " << split.validation->size() << " training images held out and evaluated instead "
+            << "of the test set" << std::endl;
+  return {std::move(split.train), std::move(split.validation)};
+}
+
+// `config` with the fields of the JSON object `patch` replaced (--model-config), checked as a whole.
+inline tessera::nn::ViTConfig patched(const tessera::nn::ViTConfig& config, const std::string& patch) {
+  nlohmann::json changes;
+  try {
+    changes = nlohmann::json::parse(patch);
+  } catch (const nlohmann::json::parse_error& e) {
+    tessera::detail::fail("--model-config: not valid JSON (", e.what(), ")");
+  }
+  TESSERA_CHECK(changes.is_object(), "--model-config: expected a JSON object of ViTConfig fields, got ", patch);
+  nlohmann::json merged = config.to_json();
+  for (const auto& [key, value] : changes.items()) {
+    TESSERA_CHECK(merged.contains(key), "--model-config: '", key, "' is not a ViTConfig field");
+    merged[key] = value;
+  }
+  tessera::nn::ViTConfig out = tessera::nn::ViTConfig::from_json(merged);
+  out.validate();
+  return out;
+}
 
 // Prints the trainer's summary, resumes when --resume was given, trains, and prints where the results went.
 template <class Trainer>

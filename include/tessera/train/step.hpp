@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 
 #include "tessera/autograd/grad_mode.hpp"
 #include "tessera/core/error.hpp"
@@ -22,12 +23,12 @@ struct StepTimes {
   double optimizer_ms = 0.0;  // zeroing gradients and optimizer.step()
 };
 
-// Clears the gradients, computes loss = cross_entropy(model.forward(images), labels, label_smoothing), runs
-// backward and one optimizer step at the optimizer's current learning rate; returns the loss.
-// images is (B, C, H, W), labels holds B class indices.
-template <class Model>
-float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<float>& images,
-                 std::span<const int64_t> labels, double label_smoothing, StepTimes* times = nullptr) {
+// Clears the gradients, computes loss = loss_of(model.forward(images)) (a scalar tensor), runs backward and one
+// optimizer step at the optimizer's current learning rate; returns the loss. images is (B, C, H, W).
+template <class Model, class LossOf>
+  requires std::is_invocable_r_v<Tensor<float>, LossOf, const Tensor<float>&>
+float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<float>& images, LossOf&& loss_of,
+                 StepTimes* times = nullptr) {
   using Clock = std::chrono::steady_clock;
   const auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -35,7 +36,7 @@ float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<floa
   const auto t0 = Clock::now();
   optimizer.zero_grad();
   const auto t1 = Clock::now();
-  const Tensor<float> loss = ops::cross_entropy(model.forward(images), labels, label_smoothing);
+  const Tensor<float> loss = loss_of(model.forward(images));
   const auto t2 = Clock::now();
   loss.backward();
   const auto t3 = Clock::now();
@@ -43,6 +44,15 @@ float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<floa
   const auto t4 = Clock::now();
   if (times) *times = {ms(t1, t2), ms(t2, t3), ms(t0, t1) + ms(t3, t4)};
   return loss.item();
+}
+
+// The same with loss = cross_entropy(logits, labels, label_smoothing); labels holds B class indices.
+template <class Model>
+float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<float>& images,
+                 std::span<const int64_t> labels, double label_smoothing, StepTimes* times = nullptr) {
+  return train_step(
+      model, optimizer, images,
+      [&](const Tensor<float>& logits) { return ops::cross_entropy(logits, labels, label_smoothing); }, times);
 }
 
 // The index of the largest of n values (the first one on ties).

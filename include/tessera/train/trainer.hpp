@@ -28,6 +28,7 @@
 #include "tessera/core/threads.hpp"
 #include "tessera/data/data_loader.hpp"
 #include "tessera/data/dataset.hpp"
+#include "tessera/data/mix.hpp"
 #include "tessera/data/transforms.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/nn/module.hpp"
@@ -64,6 +65,8 @@ struct TrainerOptions {
   // > 0: an exponential moving average of the weights (optim::WeightEma, with timm's decay warm-up) is what the run
   // evaluates and saves as the model; the trained weights travel beside it in the checkpoint for resuming.
   double ema_decay = 0.0;
+  // Batch-level MixUp / CutMix (data::mix_batch, timm's Mixup): off while both alphas are 0.
+  data::MixOptions mix{.mixup_alpha = 0.0, .cutmix_alpha = 0.0};
   uint64_t seed = 0;  // shuffling and augmentation (the model's init is the caller's)
   int64_t eval_batch_size = 250;
   // ---- free to change between a run and its resumption ----
@@ -83,6 +86,7 @@ struct TrainerOptions {
   std::vector<float> normalize_mean, normalize_std;
 
   bool budgeted() const { return time_budget_minutes > 0.0; }
+  bool mixing() const { return mix.mixup_alpha > 0.0 || mix.cutmix_alpha > 0.0; }
 
   void validate() const {
     TESSERA_CHECK(epochs >= 1, "TrainerOptions: epochs must be at least 1, got ", epochs);
@@ -101,6 +105,11 @@ struct TrainerOptions {
                   "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
     TESSERA_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "TrainerOptions: ema_decay must be in [0, 1), got ",
                   ema_decay);
+    TESSERA_CHECK(mix.mixup_alpha >= 0.0 && mix.cutmix_alpha >= 0.0 && mix.switch_prob >= 0.0 &&
+                      mix.switch_prob <= 1.0 && mix.prob >= 0.0 && mix.prob <= 1.0,
+                  "TrainerOptions: mix needs alphas >= 0 and probabilities in [0, 1], got mixup_alpha ",
+                  mix.mixup_alpha, ", cutmix_alpha ", mix.cutmix_alpha, ", switch_prob ", mix.switch_prob, ", prob ",
+                  mix.prob);
     TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
     TESSERA_CHECK(eval_every >= 0, "TrainerOptions: eval_every must be >= 0, got ", eval_every);
     TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
@@ -121,6 +130,9 @@ struct TrainerOptions {
     if (budgeted()) recipe["time_budget_minutes"] = time_budget_minutes;
     if (decay != optim::Decay::cosine) recipe["decay"] = "linear";
     if (ema_decay > 0.0) recipe["ema_decay"] = ema_decay;
+    if (mixing())
+      recipe["mix"] = {{"mixup_alpha", mix.mixup_alpha}, {"cutmix_alpha", mix.cutmix_alpha},
+                       {"switch_prob", mix.switch_prob}, {"prob", mix.prob}, {"correct_lambda", mix.correct_lambda}};
     return recipe;
   }
 };
@@ -364,7 +376,16 @@ class Trainer {
       std::optional<data::Batch> batch = train_loader_.next();
       if (!batch) break;
       optimizer_.set_lr(schedule_(global_step_));
-      const float loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
+      float loss = 0.0f;
+      if (options_.mixing()) {
+        Generator gen = data::mix_generator(options_.seed, epoch_, batch->index);
+        const data::MixedBatch mixed = data::mix_batch(*batch, gen, options_.mix);
+        loss = train_step(model_, optimizer_, mixed.images, [&](const Tensor<float>& logits) {
+          return data::mixed_cross_entropy(logits, mixed, options_.label_smoothing);
+        });
+      } else {
+        loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
+      }
       TESSERA_CHECK(std::isfinite(loss), "Trainer: the loss became ", loss, " at step ", global_step_ + 1,
                     " (epoch ", epoch_ + 1, "); try a lower learning rate");
       epoch_loss_sum_ += static_cast<double>(loss);
