@@ -1,12 +1,16 @@
 // Tests of optim/: AdamW against hand-computed and PyTorch steps, parameter groups, frozen parameters, state
 // export/import, gradient clipping, and the learning-rate schedules.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "test_helpers.hpp"
 
+#include <tessera/kernels/adamw.hpp>
+#include <tessera/kernels/reference/adamw.hpp>
 #include <tessera/optim/optim.hpp>
 
 using tessera::Error;
@@ -117,6 +121,56 @@ TEST_CASE("AdamW: three steps match torch.optim.AdamW in float") {
     opt.step();
   }
   check_close(w, {0.497707635, -1.00119472, 1.99963832, 0.252677858, 0.00250751176, -0.748060584}, 3e-7);
+}
+
+TEST_CASE("AdamW: three steps match torch.optim.AdamW in double with beta1 below 0.5 (lerp from the gradient's side)") {
+  // torch 2.15, float64: AdamW([w], lr 0.01, betas (0.3, 0.99), eps 1e-8, weight_decay 0.1, foreach=False), grads
+  // sin(0.7 i + 1.3 k). With weight 1 - beta1 >= 0.5 torch's lerp computes m = g - (g - m)·beta1.
+  Tensor<double> w = parameter<double>({0.5, -1.0, 2.0, 0.25, 0.0, -0.75}, Shape{2, 3});
+  optim::AdamW<double> opt({{"w", w}}, {0.01, 0.3, 0.99, 1e-8, 0.1});
+  for (int k = 1; k <= 3; ++k) {
+    set_grad(w, w_grad<double>(k));
+    opt.step();
+  }
+  check_close(w,
+              {0.48482279716805954, -0.9995315857682646, 2.002427866218986, 0.2775624580270699, 0.018776394151056145,
+               -0.7395444735094621},
+              1e-14);
+  check_close(opt.state("w")->exp_avg,
+              {-0.31247685766499117, -0.6714245604234893, -0.7145908011166642, -0.4216738222553996,
+               0.06956294404780361, 0.5280831708143406},
+              1e-14);
+}
+
+// The optimizer has no update formula of its own: its step is kernels::adamw_step for float and
+// kernels::reference::adamw_step for double, bit for bit.
+TEST_CASE_TEMPLATE("AdamW: a step is the AdamW kernel's step, bit for bit", T, float, double) {
+  const int64_t n = 37;
+  std::vector<T> start(n);
+  for (int64_t i = 0; i < n; ++i) start[i] = static_cast<T>(std::cos(0.9 * double(i)));
+  for (double beta1 : {0.9, 0.3}) {
+    CAPTURE(beta1);
+    Tensor<T> p = parameter<T>(start, Shape{n});
+    optim::AdamW<T> opt({{"p", p}}, {1e-2, beta1, 0.99, 1e-8, 0.1});
+    std::vector<T> param = start, m(n, T(0)), v(n, T(0));
+    for (int k = 1; k <= 3; ++k) {
+      std::vector<T> grad(n);
+      for (int64_t i = 0; i < n; ++i) grad[i] = static_cast<T>(std::sin(0.7 * double(i) + 1.3 * k));
+      set_grad(p, grad);
+      opt.step();
+      if constexpr (std::is_same_v<T, float>)
+        tessera::kernels::adamw_step(param.data(), grad.data(), m.data(), v.data(), n, 1e-2, beta1, 0.99, 1e-8, 0.1, k);
+      else
+        tessera::kernels::reference::adamw_step(param.data(), grad.data(), m.data(), v.data(), n, 1e-2, beta1, 0.99,
+                                                1e-8, 0.1, k);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      CAPTURE(i);
+      CHECK(std::memcmp(&p.data()[i], &param[i], sizeof(T)) == 0);
+      CHECK(std::memcmp(&opt.state("p")->exp_avg.data()[i], &m[i], sizeof(T)) == 0);
+      CHECK(std::memcmp(&opt.state("p")->exp_avg_sq.data()[i], &v[i], sizeof(T)) == 0);
+    }
+  }
 }
 
 TEST_CASE("AdamW: frozen parameters and parameters without a gradient are skipped") {

@@ -5,9 +5,9 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <functional>
-#include <type_traits>
 
 #include "tessera/core/rng.hpp"
 #include "tessera/core/tensor.hpp"
@@ -54,14 +54,18 @@ Tensor<T> composed_attention(const Tensor<T>& qkv, int num_heads, double dropout
   return ops::reshape(ops::transpose(x, 1, 2), {B, N, H * d});
 }
 
-// The attention MultiHeadAttention starts with: the fused kernel (ops::attention) for float, where speed matters,
-// and composed_attention for double, where gradient checks exercise the composed ops.
+// The attention MultiHeadAttention starts with, one overload per element type: the fused kernel (ops::attention)
+// for float, where speed matters, and composed_attention for double, where gradient checks exercise the composed ops.
 template <class T>
+  requires std::same_as<T, float>
 AttentionFn<T> default_attention_fn() {
-  if constexpr (std::is_same_v<T, float>)
-    return &ops::attention<T>;
-  else
-    return &composed_attention<T>;
+  return &ops::attention<T>;
+}
+
+template <class T>
+  requires std::same_as<T, double>
+AttentionFn<T> default_attention_fn() {
+  return &composed_attention<T>;
 }
 
 template <class T>

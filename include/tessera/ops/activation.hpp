@@ -1,23 +1,20 @@
 // Differentiable activations: gelu (exact erf form) element-wise, softmax and log_softmax over the last dimension.
-// float runs the fast kernels, double the reference loops (both in kernels/).
+// The kernels are reached through kernels/dispatch.hpp (float: fast kernels, double: reference loops).
 #pragma once
 
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/gelu.hpp"
-#include "tessera/kernels/reference/gelu.hpp"
-#include "tessera/kernels/reference/softmax.hpp"
-#include "tessera/kernels/softmax.hpp"
+#include "tessera/kernels/dispatch.hpp"
 
 namespace tessera::ops {
 
 namespace detail {
 
-// A tensor seen as (rows, cols) over its last dimension, with the kernels' int sizes.
+// A tensor seen as (rows, cols) over its last dimension, with the kernels' int sizes. Closures take rows and cols
+// as init-captures (rows = rows): clang before 16 cannot capture structured bindings.
 struct RowsCols {
   int rows = 0, cols = 0;
 };
@@ -37,16 +34,10 @@ inline RowsCols rows_over_last_dim(const Shape& shape, const char* op) {
 template <class T>
 Tensor<T> gelu(const Tensor<T>& a) {
   Tensor<T> out = Tensor<T>::empty(a.shape());
-  if constexpr (std::is_same_v<T, float>)
-    kernels::gelu_forward(out.data(), a.data(), a.numel());
-  else
-    kernels::reference::gelu_forward<T>(out.data(), a.data(), a.numel());
+  kernels::dispatch::gelu_forward(out.data(), a.data(), a.numel());
   autograd::record<T>(out, "gelu", {a}, [a = a.detach()](const Tensor<T>& g, const autograd::NeedsGrad&) {
     Tensor<T> ga = Tensor<T>::zeros(a.shape());
-    if constexpr (std::is_same_v<T, float>)
-      kernels::gelu_backward(ga.data(), g.data(), a.data(), a.numel());
-    else
-      kernels::reference::gelu_backward<T>(ga.data(), g.data(), a.data(), a.numel());
+    kernels::dispatch::gelu_backward(ga.data(), g.data(), a.data(), a.numel());
     return autograd::Grads<T>{ga};
   });
   return out;
@@ -57,21 +48,12 @@ template <class T>
 Tensor<T> softmax(const Tensor<T>& a) {
   const auto [rows, cols] = detail::rows_over_last_dim(a.shape(), "softmax");
   Tensor<T> out = Tensor<T>::empty(a.shape());
-  if (rows > 0 && cols > 0) {
-    if constexpr (std::is_same_v<T, float>)
-      kernels::softmax_forward(out.data(), a.data(), rows, cols);
-    else
-      kernels::reference::softmax_forward<T>(out.data(), a.data(), rows, cols);
-  }
+  if (rows > 0 && cols > 0) kernels::dispatch::softmax_forward(out.data(), a.data(), rows, cols);
   autograd::record<T>(out, "softmax", {a},
-                      [out = out.detach(), rows, cols](const Tensor<T>& g, const autograd::NeedsGrad&) {
+                      [out = out.detach(), rows = rows, cols = cols](const Tensor<T>& g, const autograd::NeedsGrad&) {
                         Tensor<T> ga = Tensor<T>::zeros(out.shape());
-                        if (rows > 0 && cols > 0) {
-                          if constexpr (std::is_same_v<T, float>)
-                            kernels::softmax_backward(ga.data(), g.data(), out.data(), rows, cols);
-                          else
-                            kernels::reference::softmax_backward<T>(ga.data(), g.data(), out.data(), rows, cols);
-                        }
+                        if (rows > 0 && cols > 0)
+                          kernels::dispatch::softmax_backward(ga.data(), g.data(), out.data(), rows, cols);
                         return autograd::Grads<T>{ga};
                       });
   return out;
@@ -82,21 +64,12 @@ template <class T>
 Tensor<T> log_softmax(const Tensor<T>& a) {
   const auto [rows, cols] = detail::rows_over_last_dim(a.shape(), "log_softmax");
   Tensor<T> out = Tensor<T>::empty(a.shape());
-  if (rows > 0 && cols > 0) {
-    if constexpr (std::is_same_v<T, float>)
-      kernels::log_softmax_forward(out.data(), a.data(), rows, cols);
-    else
-      kernels::reference::log_softmax_forward<T>(out.data(), a.data(), rows, cols);
-  }
+  if (rows > 0 && cols > 0) kernels::dispatch::log_softmax_forward(out.data(), a.data(), rows, cols);
   autograd::record<T>(out, "log_softmax", {a},
-                      [out = out.detach(), rows, cols](const Tensor<T>& g, const autograd::NeedsGrad&) {
+                      [out = out.detach(), rows = rows, cols = cols](const Tensor<T>& g, const autograd::NeedsGrad&) {
                         Tensor<T> ga = Tensor<T>::zeros(out.shape());
-                        if (rows > 0 && cols > 0) {
-                          if constexpr (std::is_same_v<T, float>)
-                            kernels::log_softmax_backward(ga.data(), g.data(), out.data(), rows, cols);
-                          else
-                            kernels::reference::log_softmax_backward<T>(ga.data(), g.data(), out.data(), rows, cols);
-                        }
+                        if (rows > 0 && cols > 0)
+                          kernels::dispatch::log_softmax_backward(ga.data(), g.data(), out.data(), rows, cols);
                         return autograd::Grads<T>{ga};
                       });
   return out;

@@ -4,14 +4,12 @@
 
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "tessera/autograd/grad_mode.hpp"
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/rng.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/attention.hpp"
-#include "tessera/kernels/reference/attention.hpp"
+#include "tessera/kernels/dispatch.hpp"
 
 namespace tessera::ops {
 
@@ -56,22 +54,15 @@ Tensor<T> attention(const Tensor<T>& qkv, int num_heads, double dropout_p = 0.0,
   Tensor<T> probs;
   if (records || probs_out) probs = Tensor<T>::empty(Shape{B, H, N, N});
   const int b = int(B), n = int(N), h = int(H), hd = int(d);
-  if constexpr (std::is_same_v<T, float>)
-    kernels::attention_forward(out.data(), probs.defined() ? probs.data() : nullptr, qkv.data(), b, n, h, hd, p, seed);
-  else
-    kernels::reference::attention_forward<T>(out.data(), probs.defined() ? probs.data() : nullptr, qkv.data(), b, n, h,
-                                             hd, p, seed);
+  kernels::dispatch::attention_forward(out.data(), probs.defined() ? probs.data() : nullptr, qkv.data(), b, n, h, hd,
+                                       p, seed);
   if (probs_out) *probs_out = probs;
 
   autograd::record<T>(out, "attention", {qkv},
                       [qkv = qkv.detach(), probs, b, n, h, hd, p, seed](const Tensor<T>& g, const autograd::NeedsGrad&) {
                         Tensor<T> dqkv(qkv.shape());  // zeros: the backward adds into it
-                        if constexpr (std::is_same_v<T, float>)
-                          kernels::attention_backward(dqkv.data(), g.data(), qkv.data(), probs.data(), b, n, h, hd, p,
-                                                      seed);
-                        else
-                          kernels::reference::attention_backward<T>(dqkv.data(), g.data(), qkv.data(), probs.data(), b,
-                                                                    n, h, hd, p, seed);
+                        kernels::dispatch::attention_backward(dqkv.data(), g.data(), qkv.data(), probs.data(), b, n,
+                                                              h, hd, p, seed);
                         return autograd::Grads<T>{dqkv};
                       });
   return out;

@@ -1,13 +1,10 @@
 // Differentiable layer normalisation over the last dimension, with optional per-feature weight and bias.
-// float runs the fast kernels, double the reference loops (both in kernels/).
+// The kernels are reached through kernels/dispatch.hpp (float: fast kernels, double: reference loops).
 #pragma once
-
-#include <type_traits>
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/layer_norm.hpp"
-#include "tessera/kernels/reference/layer_norm.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/ops/activation.hpp"
 
 namespace tessera::ops {
@@ -30,14 +27,9 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& weight = Tensor<T>(), 
             rstd = Tensor<T>::empty(Shape{rows});
   const T* w = weight.defined() ? weight.data() : nullptr;
   const T* b = bias.defined() ? bias.data() : nullptr;
-  if (rows > 0 && cols > 0) {
-    if constexpr (std::is_same_v<T, float>)
-      kernels::layer_norm_forward(out.data(), mean.data(), rstd.data(), x.data(), w, b, rows, cols,
-                                  static_cast<float>(eps));
-    else
-      kernels::reference::layer_norm_forward<T>(out.data(), mean.data(), rstd.data(), x.data(), w, b, rows, cols,
-                                                static_cast<T>(eps));
-  }
+  if (rows > 0 && cols > 0)
+    kernels::dispatch::layer_norm_forward(out.data(), mean.data(), rstd.data(), x.data(), w, b, rows, cols,
+                                          static_cast<T>(eps));
   autograd::record<T>(
       out, "layer_norm", {x, weight, bias},
       [x = x.detach(), weight = weight.defined() ? weight.detach() : Tensor<T>(), mean, rstd, rows = rows,
@@ -48,13 +40,9 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& weight = Tensor<T>(), 
         const T* w = weight.defined() ? weight.data() : nullptr;
         T* dw = gw.defined() ? gw.data() : nullptr;
         T* db = gb.defined() ? gb.data() : nullptr;
-        if (rows > 0 && cols > 0) {
-          if constexpr (std::is_same_v<T, float>)
-            kernels::layer_norm_backward(gx.data(), dw, db, g.data(), x.data(), w, mean.data(), rstd.data(), rows, cols);
-          else
-            kernels::reference::layer_norm_backward<T>(gx.data(), dw, db, g.data(), x.data(), w, mean.data(),
-                                                       rstd.data(), rows, cols);
-        }
+        if (rows > 0 && cols > 0)
+          kernels::dispatch::layer_norm_backward(gx.data(), dw, db, g.data(), x.data(), w, mean.data(), rstd.data(),
+                                                 rows, cols);
         return autograd::Grads<T>{needs[0] ? gx : Tensor<T>(), gw, gb};
       });
   return out;

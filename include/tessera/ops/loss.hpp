@@ -1,17 +1,15 @@
 // Differentiable losses: cross_entropy of logits against class indices, mean over the batch, with PyTorch's label
-// smoothing. float runs the fast kernels, double the reference loops (both in kernels/).
+// smoothing. The kernels are reached through kernels/dispatch.hpp (float: fast kernels, double: reference loops).
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <span>
-#include <type_traits>
 #include <vector>
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/cross_entropy.hpp"
-#include "tessera/kernels/reference/cross_entropy.hpp"
+#include "tessera/kernels/dispatch.hpp"
 
 namespace tessera::ops {
 
@@ -36,11 +34,8 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, std::span<const int64_t> target
   const int rows = static_cast<int>(batch), cols = static_cast<int>(classes);
   const T smoothing = static_cast<T>(label_smoothing);
   Tensor<T> losses = Tensor<T>::empty(Shape{batch}), probs = Tensor<T>::empty(logits.shape());
-  if constexpr (std::is_same_v<T, float>)
-    kernels::cross_entropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), rows, cols, smoothing);
-  else
-    kernels::reference::cross_entropy_forward<T>(losses.data(), probs.data(), logits.data(), targets.data(), rows, cols,
-                                                 smoothing);
+  kernels::dispatch::cross_entropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), rows, cols,
+                                           smoothing);
   T total = T(0);  // in row order, so the result does not depend on threads
   for (int64_t r = 0; r < batch; ++r) total += losses.data()[r];
   Tensor<T> out = Tensor<T>::full(Shape{}, total / static_cast<T>(batch));
@@ -50,12 +45,8 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, std::span<const int64_t> target
                         // d(mean)/d(losses[r]) = 1 / B, times the upstream gradient of the scalar.
                         Tensor<T> dlosses = Tensor<T>::full(Shape{rows}, g.item() / static_cast<T>(rows));
                         Tensor<T> dlogits = Tensor<T>::zeros(probs.shape());
-                        if constexpr (std::is_same_v<T, float>)
-                          kernels::cross_entropy_backward(dlogits.data(), dlosses.data(), probs.data(), labels.data(),
-                                                          rows, cols, smoothing);
-                        else
-                          kernels::reference::cross_entropy_backward<T>(dlogits.data(), dlosses.data(), probs.data(),
-                                                                        labels.data(), rows, cols, smoothing);
+                        kernels::dispatch::cross_entropy_backward(dlogits.data(), dlosses.data(), probs.data(),
+                                                                  labels.data(), rows, cols, smoothing);
                         return autograd::Grads<T>{dlogits};
                       });
   return out;

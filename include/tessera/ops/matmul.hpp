@@ -7,16 +7,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "tessera/autograd/grad_mode.hpp"
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/kernels/elementwise.hpp"
-#include "tessera/kernels/gelu.hpp"
 #include "tessera/kernels/gemm/gemm.hpp"
-#include "tessera/kernels/reference/gelu.hpp"
 #include "tessera/ops/broadcast.hpp"
 
 namespace tessera::ops {
@@ -277,10 +275,7 @@ Tensor<T> linear_gelu(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<
       y, "linear_gelu", {x, weight, bias},
       [x = x.detach(), weight = weight.detach(), pre, sizes](const Tensor<T>& g, const autograd::NeedsGrad& needs) {
         Tensor<T> dpre(pre.shape());  // zeros: the GELU backward adds into it
-        if constexpr (std::is_same_v<T, float>)
-          kernels::gelu_backward(dpre.data(), g.data(), pre.data(), pre.numel());
-        else
-          kernels::reference::gelu_backward<T>(dpre.data(), g.data(), pre.data(), pre.numel());
+        kernels::dispatch::gelu_backward(dpre.data(), g.data(), pre.data(), pre.numel());
         return detail::linear_backward<T>(dpre.data(), x, weight, sizes, needs);
       });
   return y;

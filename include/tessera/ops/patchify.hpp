@@ -1,14 +1,12 @@
 // Differentiable patch embedding (timm's PatchEmbed: a p×p convolution with stride p) as the patchify kernel and one
-// GEMM with the bias in its epilogue. float runs the fast kernels, double the reference loops.
+// GEMM with the bias in its epilogue; kernels through kernels/dispatch.hpp (float: fast, double: reference loops).
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/patchify.hpp"
-#include "tessera/kernels/reference/patchify.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/ops/matmul.hpp"
 
 namespace tessera::ops {
@@ -37,12 +35,7 @@ Tensor<T> patch_embed(const Tensor<T>& images, const Tensor<T>& weight, const Te
                                   detail::kernel_int(E, "patch_embed")};
 
   Tensor<T> patches = Tensor<T>::empty(Shape{B * P, K});
-  if (B * P > 0) {
-    if constexpr (std::is_same_v<T, float>)
-      kernels::patchify_forward(patches.data(), images.data(), b, c, h, w, pi);
-    else
-      kernels::reference::patchify_forward<T>(patches.data(), images.data(), b, c, h, w, pi);
-  }
+  if (B * P > 0) kernels::dispatch::patchify_forward(patches.data(), images.data(), b, c, h, w, pi);
   Tensor<T> out = Tensor<T>::empty(Shape{B, P, E});
   const Tensor<T> weight_matrix = weight.view(Shape{E, K});
   detail::linear_forward<T>(out.data(), patches.data(), weight_matrix.data(), bias.defined() ? bias.data() : nullptr,
@@ -55,12 +48,7 @@ Tensor<T> patch_embed(const Tensor<T>& images, const Tensor<T>& weight, const Te
         Tensor<T> dimages;
         if (needs[0]) {  // grads[0] is the gradient of the patch matrix: scatter it back onto the pixels
           dimages = Tensor<T>::zeros(image_shape);  // the backward adds into it
-          if (sizes.rows > 0) {
-            if constexpr (std::is_same_v<T, float>)
-              kernels::patchify_backward(dimages.data(), grads[0].data(), b, c, h, w, pi);
-            else
-              kernels::reference::patchify_backward<T>(dimages.data(), grads[0].data(), b, c, h, w, pi);
-          }
+          if (sizes.rows > 0) kernels::dispatch::patchify_backward(dimages.data(), grads[0].data(), b, c, h, w, pi);
         }
         return autograd::Grads<T>{dimages, needs[1] ? grads[1].view(weight_shape) : Tensor<T>(), grads[2]};
       });

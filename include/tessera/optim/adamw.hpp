@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
-#include <type_traits>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -15,7 +14,7 @@
 
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/adamw.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/optim/param_groups.hpp"
 
@@ -28,50 +27,6 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 1e-2;  // torch.optim.AdamW's default
 };
-
-namespace detail {
-
-// One AdamW update of n elements, in torch's order of operations (scalars rounded to T as torch does); float runs
-// kernels::adamw_step, which follows the same order with SIMD:
-//   p  = p * (1 - lr·wd)
-//   m  = lerp(m, g, 1 - β1)
-//   v  = v·β2 + (1 - β2)·g·g
-//   p  = p - (lr / (1 - β1^t)) · m / (sqrt(v) / sqrt(1 - β2^t) + eps)
-template <class T>
-void adamw_update(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int64_t step) {
-  if constexpr (std::is_same_v<T, float>) {
-    TESSERA_CHECK(step <= std::numeric_limits<int>::max(), "AdamW: step count ", step, " exceeds the kernel's int range");
-    kernels::adamw_step(param, grad, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, weight_decay, static_cast<int>(step));
-  } else {
-    const double t = static_cast<double>(step);
-    const T decay = static_cast<T>(1.0 - lr * weight_decay);
-    const T w1 = static_cast<T>(1.0 - beta1);
-    const T b2 = static_cast<T>(beta2);
-    const T c2 = static_cast<T>(1.0 - beta2);
-    const double bias_correction1 = 1.0 - std::pow(beta1, t);
-    const double bias_correction2 = 1.0 - std::pow(beta2, t);
-    const T neg_step_size = static_cast<T>(-(lr / bias_correction1));
-    const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-    const T eps_t = static_cast<T>(eps);
-    const bool small_weight = std::abs(1.0 - beta1) < 0.5;
-    for (int64_t i = 0; i < n; ++i) {
-      const T g = grad[i];
-      T p = param[i];
-      if (weight_decay != 0.0) p = p * decay;
-      const T diff = g - exp_avg[i];
-      const T m = small_weight ? exp_avg[i] + w1 * diff : g - diff * (T(1) - w1);
-      T v = exp_avg_sq[i] * b2;
-      v = v + c2 * g * g;
-      const T denom = std::sqrt(v) / bias_correction2_sqrt + eps_t;
-      param[i] = p + neg_step_size * (m / denom);
-      exp_avg[i] = m;
-      exp_avg_sq[i] = v;
-    }
-  }
-}
-
-}  // namespace detail
 
 template <class T>
 class AdamW {
@@ -121,9 +76,12 @@ class AdamW {
           s.exp_avg = Tensor<T>::zeros(p.shape());
           s.exp_avg_sq = Tensor<T>::zeros(p.shape());
         }
-        ++s.step;
-        detail::adamw_update(p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data(), p.numel(), *group.lr,
-                             options_.beta1, options_.beta2, options_.eps, *group.weight_decay, s.step);
+        TESSERA_CHECK(s.step < std::numeric_limits<int>::max(), "AdamW: parameter '", name, "' has taken ", s.step,
+                      " steps, the kernel's int range");
+        ++s.step;  // the update: kernels::adamw_step for float, kernels::reference::adamw_step for double
+        kernels::dispatch::adamw_step(p.data(), g.data(), s.exp_avg.data(), s.exp_avg_sq.data(), p.numel(), *group.lr,
+                                      options_.beta1, options_.beta2, options_.eps, *group.weight_decay,
+                                      static_cast<int>(s.step));
       }
     }
     ++steps_taken_;
