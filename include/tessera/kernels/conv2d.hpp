@@ -44,6 +44,20 @@ inline Inside inside(int k, int stride, int pad, int in, int out) {
   return {lo, std::max(lo, hi)};
 }
 
+// d[t] = x[t stride] for t < n; Stride > 0 fixes the stride at compile time (so the loop vectorises).
+template <int Stride>
+inline void gather(float* d, const float* x, int n, int stride) {
+  const int step = Stride > 0 ? Stride : stride;
+  for (int t = 0; t < n; ++t) d[t] = x[t * step];
+}
+
+// y[t stride] += g[t] for t < n; Stride > 0 fixes the stride at compile time.
+template <int Stride>
+inline void scatter_add(float* y, const float* g, int n, int stride) {
+  const int step = Stride > 0 ? Stride : stride;
+  for (int t = 0; t < n; ++t) y[t * step] += g[t];
+}
+
 // col (K, P) = the im2col matrix of one image x (C, H, W).
 inline void im2col(float* col, const float* x, const Conv2dSizes& s) {
   const int Ho = s.Ho(), Wo = s.Wo();
@@ -59,11 +73,13 @@ inline void im2col(float* col, const float* x, const Conv2dSizes& s) {
           const float* src = x + (int64_t{c} * s.H + y * s.stride_h - s.pad_h + ky) * s.W;
           float* d = dst + int64_t{y} * Wo;
           std::fill(d, d + cols.lo, 0.0f);
-          if (s.stride_w == 1) {
-            std::memcpy(d + cols.lo, src + cols.lo - s.pad_w + kx, sizeof(float) * size_t(cols.hi - cols.lo));
-          } else {
-            for (int t = cols.lo; t < cols.hi; ++t) d[t] = src[t * s.stride_w - s.pad_w + kx];
-          }
+          const float* first = src + cols.lo * s.stride_w - s.pad_w + kx;
+          if (s.stride_w == 1)
+            std::memcpy(d + cols.lo, first, sizeof(float) * size_t(cols.hi - cols.lo));
+          else if (s.stride_w == 2)
+            gather<2>(d + cols.lo, first, cols.hi - cols.lo, 2);
+          else
+            gather<0>(d + cols.lo, first, cols.hi - cols.lo, s.stride_w);
           std::fill(d + cols.hi, d + Wo, 0.0f);
         }
         std::fill(dst + int64_t{rows.hi} * Wo, dst + P, 0.0f);
@@ -85,12 +101,13 @@ inline void col2im_add(float* dx, const float* dcol, const Conv2dSizes& s) {
         for (int y = rows.lo; y < rows.hi; ++y) {
           float* row = dx + (int64_t{c} * s.H + y * s.stride_h - s.pad_h + ky) * s.W;
           const float* g = src + int64_t{y} * Wo;
-          if (s.stride_w == 1) {
-            float* d = row + cols.lo - s.pad_w + kx;
-            for (int t = 0; t < cols.hi - cols.lo; ++t) d[t] += g[cols.lo + t];
-          } else {
-            for (int t = cols.lo; t < cols.hi; ++t) row[t * s.stride_w - s.pad_w + kx] += g[t];
-          }
+          float* first = row + cols.lo * s.stride_w - s.pad_w + kx;
+          if (s.stride_w == 1)
+            scatter_add<1>(first, g + cols.lo, cols.hi - cols.lo, 1);
+          else if (s.stride_w == 2)
+            scatter_add<2>(first, g + cols.lo, cols.hi - cols.lo, 2);
+          else
+            scatter_add<0>(first, g + cols.lo, cols.hi - cols.lo, s.stride_w);
         }
       }
     }
