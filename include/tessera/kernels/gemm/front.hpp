@@ -33,7 +33,7 @@ inline void gemm_with(const Problem& p, int threads) {
   if (p.M <= 0 || p.N <= 0) return;
   if (tessera::in_parallel_region()) threads = 1;
   if (p.K == 0 || p.alpha == 0.0f) {
-    const int team = double(p.M) * p.N < kParallelMinFlops ? 1 : threads;
+    [[maybe_unused]] const int team = double(p.M) * p.N < kParallelMinFlops ? 1 : threads;  // unused without OpenMP
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
     for (int i = 0; i < p.M; ++i) scale_rows(p, i, i + 1);
     return;
