@@ -303,12 +303,21 @@ inline void softmax_backward_row(float* dP, const float* P, int N, float scale) 
         .store_partial(dP + full, tail);
 }
 
-// Multiplier row i of tile t: 0 where dropped, keep_scale where kept (columns [0, N)).
-inline void dropout_row(float* multiplier, uint64_t seed, uint64_t threshold, float keep_scale, int64_t tile, int i,
-                        int N) {
-  const uint64_t base = (uint64_t(tile) * uint64_t(N) + uint64_t(i)) * uint64_t(N);
-  for (int j = 0; j < N; ++j) multiplier[j] = attention_dropout_keep(seed, base + j, threshold) ? keep_scale : 0.0f;
-}
+// The dropout of one call: element (i, j) of tile t kept per attention_dropout_keep, kept ones scaled by keep_scale.
+struct DropoutMask {
+  bool on;
+  uint64_t seed, threshold;
+  float keep_scale;
+  DropoutMask(double p, uint64_t seed_)
+      : on(p > 0.0), seed(seed_), threshold(attention_dropout_threshold(p)),
+        keep_scale(static_cast<float>(1.0 / (1.0 - p))) {}
+
+  // Multiplier row i of tile t: 0 where dropped, keep_scale where kept (columns [0, N)).
+  void row(float* multiplier, int64_t tile, int i, int N) const {
+    const uint64_t base = (uint64_t(tile) * uint64_t(N) + uint64_t(i)) * uint64_t(N);
+    for (int j = 0; j < N; ++j) multiplier[j] = attention_dropout_keep(seed, base + j, threshold) ? keep_scale : 0.0f;
+  }
+};
 
 }  // namespace attention_detail
 
@@ -344,22 +353,18 @@ inline void attention_forward(float* out, float* probs, const float* qkv, int B,
                               double dropout_p = 0.0, uint64_t dropout_seed = 0) {
   using namespace attention_detail;
   assert(B >= 0 && N >= 0 && H >= 0 && d >= 1 && dropout_p >= 0.0 && dropout_p < 1.0);
-  const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N;
+  const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N, tiles = int64_t(B) * H;
   const int Np = round_up_to_vectors<V>(N), dp = round_up_to_vectors<V>(d);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const bool dropout = dropout_p > 0.0;
-  const uint64_t threshold = attention_dropout_threshold(dropout_p);
-  const float keep_scale = static_cast<float>(1.0 / (1.0 - dropout_p));
-  const int64_t tiles = int64_t(B) * H;
-  const int64_t chunk = tile_chunk(tiles);
+  const DropoutMask mask(dropout_p, dropout_seed);
   auto q_of = [&](int64_t t) { return qkv + t / H * N * row + t % H * d; };
   auto out_of = [&](int64_t t) { return out + t / H * N * C + t % H * d; };
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 #pragma omp parallel if (tiles > 1)
   {
-    AlignedBuffer<float> scratch(probs && !dropout ? 0 : int64_t(N) * Np), Vp(int64_t(N) * dp), mult(dropout ? N : 0);
+    AlignedBuffer<float> scratch(probs && !mask.on ? 0 : int64_t(N) * Np), Vp(int64_t(N) * dp), mult(mask.on ? N : 0);
     ScoreBuffers<V> score_buffers(N, d);
     LinePrefetcher prefetch;
-#pragma omp for schedule(dynamic, chunk)
+#pragma omp for schedule(dynamic, tile_chunk(tiles))
     for (int64_t t = 0; t < tiles; ++t) {
       const float* q = q_of(t);
       const float* k = q + C;
@@ -380,9 +385,9 @@ inline void attention_forward(float* out, float* probs, const float* qkv, int B,
       softmax_rows<V>(P, ld, N, N);
       const float* Pa = P;
       int64_t ld_pa = ld;
-      if (dropout) {
+      if (mask.on) {
         for (int i = 0; i < N; ++i) {
-          dropout_row(mult.data(), dropout_seed, threshold, keep_scale, t, i, N);
+          mask.row(mult.data(), t, i, N);
           for (int j = 0; j < N; ++j) scratch.data()[int64_t(i) * Np + j] = P[i * ld + j] * mult.data()[j];
         }
         Pa = scratch.data();
@@ -406,23 +411,19 @@ inline void attention_backward(float* dqkv, const float* dout, const float* qkv,
                                int H, int d, double dropout_p = 0.0, uint64_t dropout_seed = 0) {
   using namespace attention_detail;
   assert(B >= 0 && N >= 0 && H >= 0 && d >= 1 && dropout_p >= 0.0 && dropout_p < 1.0);
-  const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N;
+  const int64_t C = int64_t(H) * d, row = 3 * C, NN = int64_t(N) * N, tiles = int64_t(B) * H;
   const int Np = round_up_to_vectors<V>(N), dp = round_up_to_vectors<V>(d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const bool dropout = dropout_p > 0.0;
-  const uint64_t threshold = attention_dropout_threshold(dropout_p);
-  const float keep_scale = static_cast<float>(1.0 / (1.0 - dropout_p));
-  const int64_t tiles = int64_t(B) * H;
-  const int64_t chunk = tile_chunk(tiles);
+  const DropoutMask mask(dropout_p, dropout_seed);
   auto offset_of = [&](int64_t t) { return t / H * N * row + t % H * d; };
   auto dout_of = [&](int64_t t) { return dout + t / H * N * C + t % H * d; };
 #pragma omp parallel if (tiles > 1)
   {
     AlignedBuffer<float> dS(int64_t(N) * Np), transposed(int64_t(N) * Np), Vt(int64_t(d) * Np), dOp(int64_t(N) * dp),
-        Kp(int64_t(N) * dp), Qp(int64_t(N) * dp), Pd(dropout ? int64_t(N) * Np : 0),
-        mult(dropout ? int64_t(N) * Np : 0);
+        Kp(int64_t(N) * dp), Qp(int64_t(N) * dp), Pd(mask.on ? int64_t(N) * Np : 0),
+        mult(mask.on ? int64_t(N) * Np : 0);
     LinePrefetcher prefetch;
-#pragma omp for schedule(dynamic, chunk)
+#pragma omp for schedule(dynamic, tile_chunk(tiles))
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t offset = offset_of(t);
       const float* q = qkv + offset;
@@ -449,10 +450,10 @@ inline void attention_backward(float* dqkv, const float* dout, const float* qkv,
 
       pack_rows(dOp.data(), dp, go, C, N, d);
       pack_transposed<V>(Vt.data(), Np, v, row, N, d);
-      if (dropout) {
+      if (mask.on) {
         for (int i = 0; i < N; ++i) {
           float* m = mult.data() + int64_t(i) * Np;
-          dropout_row(m, dropout_seed, threshold, keep_scale, t, i, N);
+          mask.row(m, t, i, N);
           for (int j = 0; j < N; ++j) Pd.data()[int64_t(i) * Np + j] = P[int64_t(i) * N + j] * m[j];
         }
         pack_transposed<V>(transposed.data(), Np, Pd.data(), Np, N, N);
@@ -467,7 +468,7 @@ inline void attention_backward(float* dqkv, const float* dout, const float* qkv,
                     prefetch);
       for (int i = 0; i < N; ++i) {
         float* ds = dS.data() + int64_t(i) * Np;
-        if (dropout) {
+        if (mask.on) {
           const float* m = mult.data() + int64_t(i) * Np;
           for (int j = 0; j < N; ++j) ds[j] *= m[j];
         }

@@ -21,9 +21,7 @@ template <class V = simd::VecNative>
 inline void cross_entropy_forward(float* losses, float* probs, const float* logits, const int64_t* targets, int rows,
                                   int classes, float label_smoothing) {
   assert(rows >= 0 && classes >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(classes)) \
-    if (int64_t{rows} * classes >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
+  simd::parallel_rows(rows, classes, [&](int r) {
     const float* x = logits + int64_t{r} * classes;
     const int64_t target = targets[r];
     assert(target >= 0 && target < classes);
@@ -41,7 +39,7 @@ inline void cross_entropy_forward(float* losses, float* probs, const float* logi
     const float nll = (m - x[target]) + log_sum;
     const float smooth = (m - mean_x) + log_sum;
     losses[r] = (1.0f - label_smoothing) * nll + label_smoothing * smooth;
-  }
+  });
 }
 
 // dlogits[r, c] += dlosses[r] * (p_c - q_c), q as in the forward.
@@ -52,9 +50,7 @@ inline void cross_entropy_backward(float* dlogits, const float* dlosses, const f
   assert(rows >= 0 && classes >= 1);
   const float off_target = label_smoothing / static_cast<float>(classes);
   const float on_target = 1.0f - label_smoothing + off_target;
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(classes)) \
-    if (int64_t{rows} * classes >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
+  simd::parallel_rows(rows, classes, [&](int r) {
     const int64_t offset = int64_t{r} * classes;
     const float* p = probs + offset;
     float* dx = dlogits + offset;
@@ -67,7 +63,7 @@ inline void cross_entropy_backward(float* dlogits, const float* dlosses, const f
       simd::store_chunk(dx, ch, fmadd(vd, simd::load_chunk<V>(p, ch) - vq, simd::load_chunk<V>(dx, ch)));
     });
     dx[target] = dx_target + d * (p[target] - on_target);
-  }
+  });
 }
 
 }  // namespace tessera::kernels

@@ -24,9 +24,7 @@ template <class V = simd::VecNative>
 inline void layer_norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                const float* bias, int rows, int cols, float eps) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
-    if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
+  simd::parallel_rows(rows, cols, [&](int r) {
     const float* x = inp + int64_t{r} * cols;
     float* y = out + int64_t{r} * cols;
     const float m = simd::row_sum<V>(x, cols) / static_cast<float>(cols);
@@ -48,7 +46,7 @@ inline void layer_norm_forward(float* out, float* mean, float* rstd, const float
     });
     if (mean) mean[r] = m;
     if (rstd) rstd[r] = s;
-  }
+  });
 }
 
 // With xhat = (x - mean) * rstd and g = dout * weight:

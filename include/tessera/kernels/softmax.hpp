@@ -10,6 +10,20 @@
 
 namespace tessera::kernels {
 
+namespace softmax_detail {
+
+// Calls row(dx, g, y) with row r of dinp, dout and out for every row r, rows threaded as simd::parallel_rows.
+template <class Row>
+inline void backward_rows(float* dinp, const float* dout, const float* out, int rows, int cols, Row&& row) {
+  assert(rows >= 0 && cols >= 1);
+  simd::parallel_rows(rows, cols, [&](int r) {
+    const int64_t offset = int64_t{r} * cols;
+    row(dinp + offset, dout + offset, out + offset);
+  });
+}
+
+}  // namespace softmax_detail
+
 // y = softmax(x) over one row of cols floats; y may alias x. The one softmax of a row: softmax_forward and the
 // fused attention both call it, so ops::softmax and attention give the same bits for the same row.
 // Whole vectors, then one masked vector for the tail; its exponentials stay in a register until the final scaling
@@ -44,29 +58,22 @@ inline void softmax_forward_row(float* y, const float* x, int64_t cols) {
 template <class V = simd::VecNative>
 inline void softmax_forward(float* out, const float* inp, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
-    if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) softmax_forward_row<V>(out + int64_t{r} * cols, inp + int64_t{r} * cols, cols);
+  simd::parallel_rows(rows, cols, [&](int r) {
+    softmax_forward_row<V>(out + int64_t{r} * cols, inp + int64_t{r} * cols, cols);
+  });
 }
 
 // dinp += out * (dout - sum_j dout_j out_j), row by row.
 // dinp, dout and out (the softmax_forward result) are (rows, cols).
 template <class V = simd::VecNative>
 inline void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int cols) {
-  assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
-    if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
-    const int64_t offset = int64_t{r} * cols;
-    const float* g = dout + offset;
-    const float* y = out + offset;
-    float* dx = dinp + offset;
+  softmax_detail::backward_rows(dinp, dout, out, rows, cols, [&](float* dx, const float* g, const float* y) {
     const V dot = V::broadcast(simd::row_dot<V>(g, y, cols));
     simd::for_each_chunk<V>(cols, [&](const simd::Chunk& ch) {
       const V d = fmadd(simd::load_chunk<V>(y, ch), simd::load_chunk<V>(g, ch) - dot, simd::load_chunk<V>(dx, ch));
       simd::store_chunk(dx, ch, d);
     });
-  }
+  });
 }
 
 // out[r, :] = log_softmax(inp[r, :]) = (x - max x) - log sum e^{x - max x}.
@@ -74,9 +81,7 @@ inline void softmax_backward(float* dinp, const float* dout, const float* out, i
 template <class V = simd::VecNative>
 inline void log_softmax_forward(float* out, const float* inp, int rows, int cols) {
   assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
-    if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
+  simd::parallel_rows(rows, cols, [&](int r) {
     const float* x = inp + int64_t{r} * cols;
     float* y = out + int64_t{r} * cols;
     const float m = simd::row_max<V>(x, cols);
@@ -84,27 +89,20 @@ inline void log_softmax_forward(float* out, const float* inp, int rows, int cols
     const V log_sum = V::broadcast(std::log(simd::row_exp_sum<V>(x, m, cols)));
     simd::for_each_chunk<V>(
         cols, [&](const simd::Chunk& ch) { simd::store_chunk(y, ch, (simd::load_chunk<V>(x, ch) - vm) - log_sum); });
-  }
+  });
 }
 
 // dinp += dout - e^{out} * sum_j dout_j, row by row.
 // dinp, dout and out (the log_softmax_forward result) are (rows, cols).
 template <class V = simd::VecNative>
 inline void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int cols) {
-  assert(rows >= 0 && cols >= 1);
-#pragma omp parallel for schedule(dynamic, simd::rows_per_task(cols)) \
-    if (int64_t{rows} * cols >= simd::kParallelMinElements)
-  for (int r = 0; r < rows; ++r) {
-    const int64_t offset = int64_t{r} * cols;
-    const float* g = dout + offset;
-    const float* y = out + offset;
-    float* dx = dinp + offset;
+  softmax_detail::backward_rows(dinp, dout, out, rows, cols, [&](float* dx, const float* g, const float* y) {
     const V sum = V::broadcast(simd::row_sum<V>(g, cols));
     simd::for_each_chunk<V>(cols, [&](const simd::Chunk& ch) {
       const V p = exp_nonpositive(simd::load_chunk<V>(y, ch));  // log-probabilities are <= 0
       simd::store_chunk(dx, ch, fnmadd(p, sum, simd::load_chunk<V>(dx, ch) + simd::load_chunk<V>(g, ch)));
     });
-  }
+  });
 }
 
 }  // namespace tessera::kernels

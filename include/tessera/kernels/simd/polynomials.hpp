@@ -1,5 +1,5 @@
-// The approximations every vector type shares, written once as templates over the vector type V: e^x, e^x for
-// x <= 0, erf and the normal CDF/PDF. Each vector header binds exp, exp_nonpositive, erf and normal_cdf_pdf to them.
+// The approximations every SIMD vector type shares, written once as templates over the vector type V: e^x, e^x for
+// x <= 0, erf and the normal CDF/PDF.
 #pragma once
 
 #include <limits>
@@ -128,5 +128,28 @@ inline CdfPdf<V> normal_cdf_pdf_poly(V x) {
 }
 
 }  // namespace detail
+
+// A vector type with `static constexpr bool polynomial_math = true` gets exp, exp_nonpositive, erf and
+// normal_cdf_pdf from the approximations above (found by argument-dependent lookup, like its other operations).
+template <class V>
+concept PolynomialMath = V::polynomial_math;
+
+template <PolynomialMath V>
+inline V exp(V x) {
+  return detail::exp_poly(x);
+}
+// e^x for x <= 0 (softmax's shifted logits): cheaper than exp, same accuracy.
+template <PolynomialMath V>
+inline V exp_nonpositive(V x) {
+  return detail::exp_nonpositive_poly(x, V::zero());
+}
+template <PolynomialMath V>
+inline V erf(V x) {
+  return detail::erf_poly(x);
+}
+template <PolynomialMath V>
+inline CdfPdf<V> normal_cdf_pdf(V x) {
+  return detail::normal_cdf_pdf_poly(x);
+}
 
 }  // namespace tessera::kernels::simd

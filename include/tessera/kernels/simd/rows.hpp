@@ -18,6 +18,14 @@ inline constexpr int64_t kTaskElements = 1 << 13;
 
 inline int rows_per_task(int64_t cols) { return static_cast<int>(std::max<int64_t>(1, kTaskElements / cols)); }
 
+// Calls body(r) for every row r in [0, rows) of a (rows, cols) kernel, rows handed out to OpenMP threads in dynamic
+// tasks of rows_per_task(cols), on the calling thread below kParallelMinElements.
+template <class Body>
+inline void parallel_rows(int rows, int64_t cols, Body&& body) {
+#pragma omp parallel for schedule(dynamic, rows_per_task(cols)) if (int64_t{rows} * cols >= kParallelMinElements)
+  for (int r = 0; r < rows; ++r) body(r);
+}
+
 // One vector's worth of a row of n floats. Rows are walked in whole vectors; the last, partial vector is an
 // overlapping one ending at n whose first `skip` lanes belong to the previous vector (plain loads and stores:
 // masked moves are slow on AVX2 machines). Only a row shorter than one vector uses masked moves (count < width).

@@ -3,14 +3,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 
-// GCC 12's AVX-512 intrinsics seed results with _mm512_undefined_*, which -W(maybe-)uninitialized reports at
-// every inlining site (GCC bug 105593); the pragma covers the header's own lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
+#include "tessera/kernels/simd/intrinsics.hpp"
 #include "tessera/kernels/simd/polynomials.hpp"
 
 namespace tessera::kernels::simd {
@@ -18,6 +11,7 @@ namespace tessera::kernels::simd {
 struct VecAvx2 {
   using Mask = __m256;
   static constexpr int width = 8;
+  static constexpr bool polynomial_math = true;  // exp, erf, ... from polynomials.hpp
   __m256 v;
   static Mask first_n(int n) {
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
@@ -100,11 +94,6 @@ inline VecAvx2 no_contract(VecAvx2 x) {
   __asm__("" : "+x"(x.v));
   return x;
 }
-
-inline VecAvx2 exp(VecAvx2 x) { return detail::exp_poly(x); }
-inline VecAvx2 exp_nonpositive(VecAvx2 x) { return detail::exp_nonpositive_poly(x, VecAvx2::broadcast(0.0f)); }
-inline VecAvx2 erf(VecAvx2 x) { return detail::erf_poly(x); }
-inline CdfPdf<VecAvx2> normal_cdf_pdf(VecAvx2 x) { return detail::normal_cdf_pdf_poly(x); }
 
 }  // namespace tessera::kernels::simd
 

@@ -3,16 +3,9 @@
 
 #if defined(__AVX512F__)
 
-// GCC 12's AVX-512 intrinsics seed results with _mm512_undefined_*, which -W(maybe-)uninitialized reports at
-// every inlining site (GCC bug 105593); the pragma covers the header's own lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <cstdint>
 
+#include "tessera/kernels/simd/intrinsics.hpp"
 #include "tessera/kernels/simd/polynomials.hpp"
 
 namespace tessera::kernels::simd {
@@ -20,6 +13,7 @@ namespace tessera::kernels::simd {
 struct VecAvx512 {
   using Mask = __mmask16;
   static constexpr int width = 16;
+  static constexpr bool polynomial_math = true;  // exp, erf, ... from polynomials.hpp
   __m512 v;
   static Mask first_n(int n) {
     return n >= 16 ? static_cast<Mask>(0xFFFF) : n <= 0 ? static_cast<Mask>(0) : static_cast<Mask>((1u << n) - 1u);
@@ -65,22 +59,24 @@ inline VecAvx512 pow2(VecAvx512 n) {
   const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
   return {_mm512_castsi512_ps(_mm512_slli_epi32(biased, 23))};
 }
-// Halves folded with in-register shuffles (GCC 12's _mm512_reduce_*_ps trips -Wmaybe-uninitialized).
-inline float reduce_add(VecAvx512 a) {
-  __m512 x = _mm512_add_ps(a.v, _mm512_shuffle_f32x4(a.v, a.v, 0x4E));
-  x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));
+// x folded to one float by op: the 256-bit halves, then the 128-bit ones, then within 128 bits, which is the order
+// VecAvx2 folds its two halves' sum in (so VecPair<VecAvx2> reduces bit for bit as VecAvx512 does).
+template <class Op512, class Op128>
+inline float fold(__m512 x, Op512 op512, Op128 op128) {
+  x = op512(x, _mm512_shuffle_f32x4(x, x, 0x4E));
+  x = op512(x, _mm512_shuffle_f32x4(x, x, 0xB1));
   __m128 y = _mm512_castps512_ps128(x);
-  y = _mm_add_ps(y, _mm_movehl_ps(y, y));
-  y = _mm_add_ss(y, _mm_movehdup_ps(y));
+  y = op128(y, _mm_movehl_ps(y, y));
+  y = op128(y, _mm_movehdup_ps(y));
   return _mm_cvtss_f32(y);
 }
+inline float reduce_add(VecAvx512 a) {
+  return fold(a.v, [](__m512 p, __m512 q) { return _mm512_add_ps(p, q); },
+              [](__m128 p, __m128 q) { return _mm_add_ps(p, q); });
+}
 inline float reduce_max(VecAvx512 a) {
-  __m512 x = _mm512_max_ps(a.v, _mm512_shuffle_f32x4(a.v, a.v, 0x4E));
-  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));
-  __m128 y = _mm512_castps512_ps128(x);
-  y = _mm_max_ps(y, _mm_movehl_ps(y, y));
-  y = _mm_max_ss(y, _mm_movehdup_ps(y));
-  return _mm_cvtss_f32(y);
+  return fold(a.v, [](__m512 p, __m512 q) { return _mm512_max_ps(p, q); },
+              [](__m128 p, __m128 q) { return _mm_max_ps(p, q); });
 }
 
 // In-register transpose of a 16 x 16 block: on return r[k] holds what was column k. Pairs are interleaved and
@@ -117,11 +113,6 @@ inline VecAvx512 no_contract(VecAvx512 x) {
   __asm__("" : "+v"(x.v));
   return x;
 }
-
-inline VecAvx512 exp(VecAvx512 x) { return detail::exp_poly(x); }
-inline VecAvx512 exp_nonpositive(VecAvx512 x) { return detail::exp_nonpositive_poly(x, VecAvx512::broadcast(0.0f)); }
-inline VecAvx512 erf(VecAvx512 x) { return detail::erf_poly(x); }
-inline CdfPdf<VecAvx512> normal_cdf_pdf(VecAvx512 x) { return detail::normal_cdf_pdf_poly(x); }
 
 }  // namespace tessera::kernels::simd
 
