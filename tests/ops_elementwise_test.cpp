@@ -16,7 +16,9 @@ TEST_CASE("binary ops with broadcasting") {
   const std::vector<std::pair<Shape, Shape>> cases = {
       {{3}, {3}}, {{7, 3}, {3}}, {{1, 3}, {7, 1}}, {{65}, {1}}, {{2, 1, 3}, {5, 1}}, {{}, {3, 7}}, {{1}, {1}}};
   uint64_t seed = 1;
-  for (const auto& [sa, sb] : cases) {
+  for (const auto& shapes : cases) {
+    const Shape& sa = shapes.first;  // no structured bindings: CAPTURE's lambda cannot name them in clang 14
+    const Shape& sb = shapes.second;
     CAPTURE(sa.str());
     CAPTURE(sb.str());
     auto a = random_input(sa, seed++), b = random_input(sb, seed++, 0.5, 2.0);

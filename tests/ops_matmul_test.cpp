@@ -69,7 +69,9 @@ TEST_CASE("matmul gradcheck") {
       {{4}, {4, 3}},             {{2, 3, 4}, {4}},         {{4}, {2, 4, 3}},        {{2, 3, 4}, {4, 5}},
       {{3, 4}, {2, 4, 5}},       {{5, 1, 3, 4}, {7, 4, 2}}, {{2, 1, 1, 3}, {1, 3, 3, 1}}, {{1, 3, 7}, {3, 7, 1}}};
   uint64_t seed = 10;
-  for (const auto& [sa, sb] : cases) {
+  for (const auto& shapes : cases) {
+    const Shape& sa = shapes.first;  // no structured bindings: CAPTURE's lambda cannot name them in clang 14
+    const Shape& sb = shapes.second;
     CAPTURE(sa.str());
     CAPTURE(sb.str());
     auto a = random_input(sa, seed++), b = random_input(sb, seed++);
@@ -89,7 +91,9 @@ TEST_CASE("matmul in float agrees with double, forward and backward") {
                                                       {{3, 65}, {65, 7}},        {{2, 7, 3}, {3}},
                                                       {{3, 4}, {6, 4, 5}},       {{3, 65, 64}, {3, 64, 65}}};
   uint64_t seed = 50;
-  for (const auto& [sa, sb] : cases) {
+  for (const auto& shapes : cases) {
+    const Shape& sa = shapes.first;
+    const Shape& sb = shapes.second;
     CAPTURE(sa.str());
     CAPTURE(sb.str());
     auto a = random_input(sa, seed++), b = random_input(sb, seed++);
@@ -180,7 +184,9 @@ TEST_CASE("linear_gelu and linear_residual: gradcheck in double") {
 
 TEST_CASE("linear_gelu in float is gelu(linear) bit for bit, forward and backward") {
   // Sizes past the GEMM's threading threshold and its edge tiles (rows 193, out 97 are no multiples of 6 or 16).
-  for (const auto& [x_shape, w_shape] : {std::pair{Shape{2, 193, 65}, Shape{97, 65}}, {Shape{7, 31}, Shape{3, 31}}}) {
+  for (const auto& shapes : {std::pair{Shape{2, 193, 65}, Shape{97, 65}}, {Shape{7, 31}, Shape{3, 31}}}) {
+    const Shape& x_shape = shapes.first;
+    const Shape& w_shape = shapes.second;
     CAPTURE(x_shape.str());
     Generator gen(410);
     auto make = [&](const Shape& s) { return TensorF::uniform(s, -1.0f, 1.0f, gen).set_requires_grad(); };

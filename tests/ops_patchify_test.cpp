@@ -1,6 +1,7 @@
 // gradchecks, forward values and error tests of ops/patchify.hpp (patch_embed) and ops/tokens.hpp
 // (class_token_and_position), each against the same function composed from reshape/permute/linear or concat/add.
 #include <cstring>
+#include <tuple>
 
 #include "test_helpers.hpp"
 
@@ -114,7 +115,8 @@ TEST_CASE("class_token_and_position: values, gradcheck, and the composed concat 
   CHECK(ops::class_token_and_position(patches, cls, pos).to_vector() ==
         std::vector<double>{110, 220, 301, 402, 503, 604, 110, 220, 305, 406, 507, 608});
 
-  for (const auto& [B, P, E] : {std::tuple{int64_t{3}, int64_t{4}, int64_t{5}}, {1, 1, 1}, {2, 7, 65}}) {
+  for (const auto& sizes : {std::tuple{int64_t{3}, int64_t{4}, int64_t{5}}, {1, 1, 1}, {2, 7, 65}}) {
+    const int64_t B = std::get<0>(sizes), P = std::get<1>(sizes), E = std::get<2>(sizes);  // named for CAPTURE
     CAPTURE(B);
     CAPTURE(P);
     CAPTURE(E);
