@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -397,7 +398,8 @@ TEST_CASE("LayerScale: each branch output times gamma, on the fused path and on 
 
 TEST_CASE("gradcheck: weighted_token_sum at odd sizes") {
   using Inputs = std::vector<Tensor<double>>;
-  for (const auto& [B, N, E] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {3, 7, 5}, {2, 65, 3}}) {
+  for (const auto& size : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {3, 7, 5}, {2, 65, 3}}) {
+    const int64_t B = size[0], N = size[1], E = size[2];
     INFO(B << "x" << N << "x" << E);
     const Tensor<double> tokens = test::random_input(Shape{B, N, E}, 1);
     const Tensor<double> weights = test::random_input(Shape{B, N}, 2);
@@ -577,14 +579,18 @@ TEST_CASE("determinism: the ViT options give the same bits on 1, 2 and 3 threads
   seq.global_pool = "seqpool";
   seq.init_values = 1e-4;
   configs.emplace_back("seqpool, LayerScale, class token", seq);
-  for (const auto& [name, config] : configs) {
+  for (const auto& named : configs) {
+    const std::string& name = named.first;
+    const nn::ViTConfig& config = named.second;
     INFO(name);
     const Outputs one = forward_backward(config, 1);
     CHECK(std::isfinite(one.at("loss").item()));
     for (int threads : {2, 3}) {
       const Outputs other = forward_backward(config, threads);
       REQUIRE(one.size() == other.size());
-      for (const auto& [key, expected] : one) {
+      for (const auto& entry : one) {
+        const std::string& key = entry.first;
+        const Tensor<float>& expected = entry.second;
         INFO(key << " with " << threads << " threads");
         REQUIRE(expected.defined());
         REQUIRE(other.at(key).defined());
