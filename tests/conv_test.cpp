@@ -574,12 +574,10 @@ TEST_CASE("a conv -> batch norm -> conv stack: gradcheck in double, float bit-id
   CHECK_GRADCHECK([&](const Inputs& in) { return stack(in); }, {x, w1, b1, gamma, beta, w2});
 
   Generator gen(960);
-  const std::vector<TensorF> inputs = {TensorF::uniform({9, 8, 20, 20}, -1.0f, 1.0f, gen),
-                                       TensorF::uniform({16, 8, 3, 3}, -0.3f, 0.3f, gen),
-                                       TensorF::uniform({16}, -0.3f, 0.3f, gen),
-                                       TensorF::uniform({16}, 0.5f, 1.5f, gen),
-                                       TensorF::uniform({16}, -0.3f, 0.3f, gen),
-                                       TensorF::uniform({8, 16, 2, 2}, -0.3f, 0.3f, gen)};
+  const std::vector<TensorF> inputs = {
+      TensorF::uniform({9, 8, 20, 20}, -1.0f, 1.0f, gen), TensorF::uniform({16, 8, 3, 3}, -0.3f, 0.3f, gen),
+      TensorF::uniform({16}, -0.3f, 0.3f, gen),           TensorF::uniform({16}, 0.5f, 1.5f, gen),
+      TensorF::uniform({16}, -0.3f, 0.3f, gen),           TensorF::uniform({8, 16, 2, 2}, -0.3f, 0.3f, gen)};
   const TensorF upstream = TensorF::uniform({9, 8, 10, 10}, -1.0f, 1.0f, gen);
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
@@ -599,4 +597,67 @@ TEST_CASE("a conv -> batch norm -> conv stack: gradcheck in double, float bit-id
   }
   CHECK(same_bits(results[0], results[1]));
   CHECK(same_bits(results[0], results[2]));
+}
+
+namespace {
+
+// The stem of tests/fixtures/make_conv_stem_fixture.py, PyTorch's names.
+template <class T>
+struct FixtureStem : nn::Module<T> {
+  FixtureStem()
+      : nn::Module<T>("FixtureStem"),
+        conv(3, 8, 3, {.padding = {1, 1}}, false),
+        bn(8),
+        proj(8, 6, std::array<int64_t, 2>{3, 2}, {.stride = {2, 1}, .padding = {1, 0}}) {
+    this->register_module("conv", conv);
+    this->register_module("bn", bn);
+    this->register_module("proj", proj);
+  }
+  Tensor<T> forward(const Tensor<T>& x) const { return proj(ops::relu(bn(conv(x)))); }
+  nn::Conv2d<T> conv;
+  nn::BatchNorm2d<T> bn;
+  nn::Conv2d<T> proj;
+};
+
+// |got - want| <= tolerance max(1, max |want|) everywhere.
+template <class T>
+void check_against(const Tensor<T>& got, const TensorD& want, double tolerance, const std::string& what) {
+  REQUIRE_MESSAGE(got.shape() == want.shape(), what << ": shape " << got.shape() << " against " << want.shape());
+  std::vector<double> got_d(got.data(), got.data() + got.numel());
+  int64_t bad = 0;
+  double scale = 0.0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.data()[i]));
+  for (int64_t i = 0; i < want.numel(); ++i)
+    if (!(std::fabs(got_d[size_t(i)] - want.data()[i]) <= tolerance * std::max(1.0, scale))) ++bad;
+  CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << want.numel() << " elements differ from PyTorch");
+}
+
+template <class T>
+void check_pytorch_stem(double tolerance) {
+  const auto file =
+      io::SafetensorsFile::read(std::filesystem::path(TESSERA_FIXTURES_DIR) / "torch_conv_stem.safetensors");
+  auto read = [&](const std::string& name) { return file.tensor<double>(name, io::IntegerDtypes::convert); };
+  FixtureStem<T> stem;
+  nn::StateDict<T> params;
+  for (const auto& [name, tensor] : stem.state_dict())
+    params.insert(name, file.tensor<T>("param." + name, io::IntegerDtypes::convert));
+  stem.load_state_dict(params);
+  const Tensor<T> x = file.tensor<T>("input").set_requires_grad();
+  const Tensor<T> y = stem.forward(x);
+  check_against(y, read("output"), tolerance, "training output");
+  y.backward(file.tensor<T>("upstream"));
+  check_against(x.grad(), read("grad.input"), tolerance, "grad.input");
+  for (const auto& named : stem.named_parameters())
+    check_against(named.second.grad(), read("grad." + named.first), tolerance, "grad." + named.first);
+  for (const auto& entry : stem.state_dict())
+    check_against(entry.second, read("after." + entry.first), tolerance, "after." + entry.first);
+  stem.eval();
+  check_against(stem.forward(x), read("eval_output"), tolerance, "eval output");
+}
+
+}  // namespace
+
+TEST_CASE("a conv stem against PyTorch: outputs, every gradient, running statistics, eval output") {
+  SUBCASE("double") { check_pytorch_stem<double>(1e-12); }
+  SUBCASE("float") { check_pytorch_stem<float>(2e-5); }
 }
