@@ -1,8 +1,9 @@
 // The one float/double dispatch of the kernels: an overload per element type for each kernel an op calls.
 // Rule: float runs the fast kernel (kernels/<name>.hpp); double runs the reference loops
-// (kernels/reference/<name>.hpp), single-threaded and meant for gradient checks on small shapes. ops/, nn/ and optim/ call these overloads and never
-// branch on the element type. GEMMs dispatch by the same rule through matmul_any, matmul_any_ex and
-// matmul_any_batched (gemm/gemm.hpp); element-wise maps (elementwise.hpp) are templates on T, the same code for both.
+// (kernels/reference/<name>.hpp), single-threaded and meant for gradient checks on small shapes. ops/, nn/ and
+// optim/ call these overloads and never branch on the element type. GEMMs dispatch by the same rule through
+// matmul_any, matmul_any_ex and matmul_any_batched (gemm/gemm.hpp); element-wise maps (elementwise.hpp) are
+// templates on T, the same code for both.
 #pragma once
 
 #include <cstdint>
