@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,31 @@ struct ViTConfig {
   // (zero at the class token), so a timm model with pos_embed "learn" loads it and computes the same function.
   std::string pos_embed = "learn";
 
+  // ---- convolutional stem and overlapping patch embedding (docs/architecture.md, "Model options") -------
+  // Both tessera's own fields; timm has the layers (ConvStem inside HybridEmbed) but no VisionTransformer argument.
+  // stem_channels: the output channels of each stage of a convolutional stem (Xiao et al. 2021, "Early Convolutions
+  // Help Transformers See Better") that replaces the patchify convolution: stage i is a 3x3 convolution (padding 1,
+  // stride stem_strides[i], no bias), BatchNorm2d and ReLU. Empty (the default) is timm's plain patch embedding.
+  std::vector<int64_t> stem_channels;
+  // The stride of each stem stage, 1 or 2; empty means 2 for every stage, else one per stage. Their product must
+  // divide patch_size: the stages downsample by it and the final projection by the rest, so the token grid stays
+  // img_size / patch_size.
+  std::vector<int64_t> stem_strides;
+  // The kernel of the final projection to embed_dim (a convolution with bias). Its stride is patch_size divided by
+  // the stem's downsampling (patch_size without a stem); 0 (the default) makes the kernel equal to that stride (1x1
+  // after a stem that did all the downsampling, timm's patchify without one). A larger kernel overlaps neighbouring
+  // patches: it is zero-padded by ceil((kernel - stride) / 2) on every side, which keeps the grid; an odd
+  // kernel - stride needs a stride of at least 2 and puts the extra pixel of context before the patch (e.g. kernel
+  // 7, stride 4, padding 2: the patch, 2 pixels before it and 1 after).
+  // Parameter names: without a stem and with the kernel equal to patch_size, timm's `patch_embed.proj.*`; otherwise
+  // those of timm's ConvStem inside HybridEmbed(proj=False): stage i is `patch_embed.backbone.<i>.conv.weight` and
+  // `patch_embed.backbone.<i>.bn.*` (weight, bias, running_mean, running_var, num_batches_tracked), the final
+  // projection `patch_embed.backbone.<n>.conv.weight` and `.bias` (n = number of stages). The same function in timm:
+  // VisionTransformer(patch_size=1, embed_layer=partial(HybridEmbed, proj=False, backbone=ConvStem(in_chans,
+  // depth=n+1, channels=(*stem_channels, embed_dim), kernel_size=(3, ..., 3, kernel), stride=(*strides, stride),
+  // padding=(1, ..., 1, padding)))) with ConvStem's defaults BatchNorm2d and ReLU.
+  int64_t patch_kernel = 0;
+
   int64_t grid_size() const { return img_size / patch_size; }
   int64_t num_patches() const { return grid_size() * grid_size(); }
   int64_t num_prefix_tokens() const { return class_token ? 1 : 0; }         // timm's num_prefix_tokens
@@ -56,6 +82,18 @@ struct ViTConfig {
   bool has_pos_embed() const { return pos_embed == "learn" || pos_embed == "sincos"; }
   int64_t head_dim() const { return embed_dim / num_heads; }
   int64_t mlp_hidden_dim() const { return static_cast<int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
+  // The stem and the final projection of the patch embedding (see stem_channels, stem_strides, patch_kernel).
+  int64_t stem_stride(size_t stage) const { return stem_strides.empty() ? 2 : stem_strides.at(stage); }
+  int64_t stem_downsampling() const {  // the product of the stem's strides, 1 without a stem
+    int64_t product = 1;
+    for (size_t i = 0; i < stem_channels.size(); ++i) product *= stem_stride(i);
+    return product;
+  }
+  int64_t patch_proj_stride() const { return patch_size / stem_downsampling(); }
+  int64_t patch_proj_kernel() const { return patch_kernel > 0 ? patch_kernel : patch_proj_stride(); }
+  int64_t patch_proj_padding() const { return (patch_proj_kernel() - patch_proj_stride() + 1) / 2; }
+  // True for timm's plain patch embedding (a stride-p convolution with kernel p, `patch_embed.proj`).
+  bool plain_patch_embed() const { return stem_channels.empty() && patch_proj_kernel() == patch_size; }
 
   // Throws tessera::Error naming the first inconsistent field.
   void validate() const {
@@ -99,6 +137,7 @@ struct ViTConfig {
     TESSERA_CHECK(pos_embed != "sincos" || (embed_dim % 4 == 0 && embed_dim >= 8),
                   "ViTConfig: pos_embed \"sincos\" splits embed_dim into four parts of at least 2 (sin and cos of "
                   "x and y), so it needs a multiple of 4 from 8 up, got embed_dim ", embed_dim);
+    validate_patch_embedding();
   }
 
   // ---- presets -------------------------------------------------------------------------------------------
@@ -141,7 +180,10 @@ struct ViTConfig {
             {"global_pool", global_pool},
             {"fc_norm", fc_norm ? nlohmann::json(*fc_norm) : nlohmann::json(nullptr)},
             {"init_values", init_values},
-            {"pos_embed", pos_embed}};
+            {"pos_embed", pos_embed},
+            {"stem_channels", stem_channels},
+            {"stem_strides", stem_strides},
+            {"patch_kernel", patch_kernel}};
   }
   std::string to_json_string() const { return to_json().dump(); }
 
@@ -173,6 +215,9 @@ struct ViTConfig {
       else if (key == "fc_norm") c.fc_norm = value.is_null() ? std::nullopt : std::optional<bool>(boolean(key, value));
       else if (key == "init_values") c.init_values = value.is_null() ? 0.0 : number(key, value);  // timm's None
       else if (key == "pos_embed") c.pos_embed = text(key, value);
+      else if (key == "stem_channels") c.stem_channels = integers(key, value);
+      else if (key == "stem_strides") c.stem_strides = integers(key, value);
+      else if (key == "patch_kernel") c.patch_kernel = integer(key, value);
       else fail_unknown_key(key);
     }
     c.validate();
@@ -191,6 +236,42 @@ struct ViTConfig {
   friend bool operator==(const ViTConfig&, const ViTConfig&) = default;
 
  private:
+  void validate_patch_embedding() const {
+    for (size_t i = 0; i < stem_channels.size(); ++i)
+      TESSERA_CHECK(stem_channels[i] > 0, "ViTConfig: stem_channels must be positive, got ", stem_channels[i],
+                    " for stage ", i, " of ", list(stem_channels));
+    TESSERA_CHECK(!stem_channels.empty() || stem_strides.empty(), "ViTConfig: stem_strides ", list(stem_strides),
+                  " given without a stem (stem_channels is empty)");
+    TESSERA_CHECK(stem_strides.empty() || stem_strides.size() == stem_channels.size(), "ViTConfig: stem_strides ",
+                  list(stem_strides), " must have one stride per stage of stem_channels ", list(stem_channels),
+                  " (or be empty for stride 2 everywhere)");
+    for (size_t i = 0; i < stem_strides.size(); ++i)
+      TESSERA_CHECK(stem_strides[i] == 1 || stem_strides[i] == 2, "ViTConfig: stem_strides must be 1 or 2, got ",
+                    stem_strides[i], " for stage ", i, " of ", list(stem_strides));
+    const int64_t downsampling = stem_downsampling();
+    TESSERA_CHECK(patch_size % downsampling == 0, "ViTConfig: the stem downsamples by ", downsampling,
+                  " (the product of its strides ", list(all_stem_strides()),
+                  "), which does not divide patch_size ", patch_size);
+    const int64_t stride = patch_proj_stride();
+    TESSERA_CHECK(patch_kernel >= 0, "ViTConfig: patch_kernel must be 0 (the projection's stride) or positive, got ",
+                  patch_kernel);
+    TESSERA_CHECK(patch_kernel == 0 || patch_kernel >= stride, "ViTConfig: patch_kernel ", patch_kernel,
+                  " is smaller than the final projection's stride ", stride, " (patch_size ", patch_size,
+                  " / stem downsampling ", downsampling, "): patches would be skipped");
+    TESSERA_CHECK((patch_proj_kernel() - stride) % 2 == 0 || stride >= 2, "ViTConfig: patch_kernel ", patch_kernel,
+                  " with the final projection's stride 1 must exceed it by an even number (the padding goes evenly "
+                  "on both sides to keep the grid)");
+  }
+  std::vector<int64_t> all_stem_strides() const {
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < stem_channels.size(); ++i) out.push_back(stem_stride(i));
+    return out;
+  }
+  static std::string list(const std::vector<int64_t>& values) {
+    std::string out = "[";
+    for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+    return out + "]";
+  }
   static ViTConfig imagenet(int64_t embed_dim, int64_t num_heads) {
     ViTConfig c;
     c.embed_dim = embed_dim;
@@ -205,6 +286,12 @@ struct ViTConfig {
       return static_cast<int64_t>(d);
     }
     tessera::detail::fail("ViTConfig::from_json: '", key, "' must be an integer, got ", v.dump());
+  }
+  static std::vector<int64_t> integers(const std::string& key, const nlohmann::json& v) {
+    TESSERA_CHECK(v.is_array(), "ViTConfig::from_json: '", key, "' must be a list of integers, got ", v.dump());
+    std::vector<int64_t> out;
+    for (const auto& item : v) out.push_back(integer(key, item));
+    return out;
   }
   static double number(const std::string& key, const nlohmann::json& v) {
     TESSERA_CHECK(v.is_number(), "ViTConfig::from_json: '", key, "' must be a number, got ", v.dump());
@@ -223,7 +310,7 @@ struct ViTConfig {
                           "' (known: img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, "
                           "mlp_ratio, qkv_bias, drop_rate, pos_drop_rate, attn_drop_rate, proj_drop_rate, "
                           "drop_path_rate, layer_norm_eps, weight_init, class_token, global_pool, fc_norm, "
-                          "init_values, pos_embed)");
+                          "init_values, pos_embed, stem_channels, stem_strides, patch_kernel)");
   }
 };
 

@@ -1,4 +1,4 @@
-// The layers and models: Module, Linear, LayerNorm, Dropout, Conv2d, BatchNorm2d, MultiHeadAttention, MLP,
+// The layers and models: Module, Linear, LayerNorm, Dropout, Conv2d, BatchNorm2d, ConvStem, MultiHeadAttention, MLP,
 // PatchEmbedding, LayerScale, TransformerBlock, VisionTransformer, ViTConfig, position embeddings and the initialisers.
 #pragma once
 
@@ -6,6 +6,7 @@
 #include "tessera/nn/batch_norm.hpp"
 #include "tessera/nn/config.hpp"
 #include "tessera/nn/conv2d.hpp"
+#include "tessera/nn/conv_stem.hpp"
 #include "tessera/nn/dropout.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/layer_norm.hpp"

@@ -1,7 +1,8 @@
 // nn::VisionTransformer: the same function as timm's VisionTransformer — patch embedding, class token, position
 // embedding, pre-norm transformer blocks (optionally with LayerScale), final LayerNorm, pooling, linear head — with
 // timm's parameter names and initialisation. The options beyond timm's defaults (class_token, global_pool, fc_norm,
-// init_values, pos_embed) are fields of ViTConfig.
+// init_values, pos_embed, and the convolutional stem: stem_channels, stem_strides, patch_kernel) are fields of
+// ViTConfig.
 #pragma once
 
 #include <cmath>
@@ -43,7 +44,8 @@ class VisionTransformer : public Module<T> {
       : Module<T>("VisionTransformer"),
         config_(checked(config)),
         noise_generator_(init_generator.next_u64()),
-        patch_embed(config.img_size, config.patch_size, config.in_chans, config.embed_dim, init_generator),
+        patch_embed(config.img_size, config.patch_size, config.in_chans, config.embed_dim, stem_options(config),
+                    init_generator),
         pos_drop(config.pos_drop_rate),
         norm(config.embed_dim, config.layer_norm_eps),
         fc_norm(config.embed_dim, config.layer_norm_eps),
@@ -97,10 +99,13 @@ class VisionTransformer : public Module<T> {
   const ViTConfig& config() const { return config_; }
 
   // timm's init_weights: a learned pos_embed ~ trunc_normal(std .02), cls_token ~ N(0, 1e-6²), then per module —
-  //   "":    Linear weights trunc_normal(std .02) and zero biases; the patch Conv2d keeps torch's default init;
+  //   "":    Linear weights trunc_normal(std .02) and zero biases; the patch Conv2d (and every convolution of a stem)
+  //          keeps torch's default init;
   //   "jax": Linear weights xavier_uniform, zero biases except the MLP's (N(0, 1e-6²)), the head zero (bias 0, or
-  //          -log(num_classes) for "jax_nlhb"); the patch Conv2d lecun_normal with a zero bias.
-  // LayerNorms are ones and zeros in both; LayerScale gammas keep init_values; a sin-cos pos_embed its table.
+  //          -log(num_classes) for "jax_nlhb"); the patch Conv2d and the stem's convolutions lecun_normal with a
+  //          zero bias.
+  // LayerNorms are ones and zeros in both, so are a stem's BatchNorms; LayerScale gammas keep init_values; a sin-cos
+  // pos_embed its table.
   // (attention_pool, of global_pool "seqpool", is a Linear like the others.)
   void init_weights(Generator& generator) {
     const bool jax = config_.weight_init.rfind("jax", 0) == 0;
@@ -125,9 +130,14 @@ class VisionTransformer : public Module<T> {
           }
         }
       } else if (auto* conv = dynamic_cast<PatchProjection<T>*>(&m)) {
-        if (jax) {
+        if (jax && conv->weight.defined()) {
           init::lecun_normal_(conv->weight, generator);
           init::zeros_(conv->bias);
+        }
+      } else if (auto* stem_conv = dynamic_cast<Conv2d<T>*>(&m)) {
+        if (jax) {
+          init::lecun_normal_(stem_conv->weight, generator);
+          if (stem_conv->has_bias()) init::zeros_(stem_conv->bias);
         }
       } else if (auto* layer_norm = dynamic_cast<LayerNorm<T>*>(&m)) {
         init::ones_(layer_norm->weight);
@@ -234,6 +244,13 @@ class VisionTransformer : public Module<T> {
   static const ViTConfig& checked(const ViTConfig& config) {
     config.validate();
     return config;
+  }
+  static PatchStemOptions stem_options(const ViTConfig& config) {
+    PatchStemOptions o;
+    o.stem_channels = config.stem_channels;
+    for (size_t i = 0; i < config.stem_channels.size(); ++i) o.stem_strides.push_back(config.stem_stride(i));
+    o.proj_kernel = config.patch_kernel;
+    return o;
   }
   static Generator& seeded(uint64_t seed) {
     thread_local Generator generator;
