@@ -25,7 +25,7 @@ namespace tessera::kernels {
 // (O, K) of its own, and the partials are added in slice order, so dweight depends on B alone, not on the threads.
 inline constexpr int kConv2dSliceImages = 8;
 
-// Below this many multiply-adds a convolution runs on the calling thread.
+// Below this many floating-point operations a convolution runs on the calling thread.
 inline constexpr double kConv2dParallelMinFlops = 1 << 20;
 
 namespace conv2d_detail {
@@ -119,7 +119,7 @@ inline void col2im_add(float* dx, const float* dcol, const Conv2dSizes& s) {
 // GEMM's result does not depend on its thread count).
 template <class Task>
 inline void for_each_unit(int count, int64_t buffer_floats, double flops, const Task& task) {
-  int threads = tessera::in_parallel_region() || flops < kConv2dParallelMinFlops ? 1 : tessera::num_threads();
+  const int threads = tessera::in_parallel_region() || flops < kConv2dParallelMinFlops ? 1 : tessera::num_threads();
   if (threads > 1 && count >= 2 * threads) {
     std::unique_ptr<float[]> buffers(new float[size_t(threads * buffer_floats)]);
 #pragma omp parallel num_threads(threads)
