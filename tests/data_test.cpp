@@ -890,6 +890,7 @@ TEST_CASE("DataLoader counts the time the consumer waits") {
 #include <tessera/data/cutout.hpp>
 #include <tessera/data/image_ops.hpp>
 #include <tessera/data/mix.hpp>
+#include <tessera/io/safetensors.hpp>
 
 namespace {
 
@@ -959,10 +960,15 @@ TEST_CASE("sharpness blends with the 3x3 smoothed interior and keeps the border"
   CHECK(values_of(adjust_sharpness(spot, 0.0)) == std::vector<int>{10, 10, 10, 10, 45, 10, 10, 10, 10});
   CHECK(values_of(adjust_sharpness(spot, 2.0)) == std::vector<int>{10, 10, 10, 10, 155, 10, 10, 10, 10});
   CHECK(values_of(adjust_sharpness(spot, 1.5)) == std::vector<int>{10, 10, 10, 10, 127, 10, 10, 10, 10});  // 127.5
-  // 4x4 ramp by rows (0, 13, 26, 39): a linear ramp is its own smoothed image, so any factor keeps it.
+  // 4x4 ramp by rows (0, 13, 26, 39): a linear ramp is its own smoothed image, so factors whose products are exact
+  // in float32 (0, 1.5: 1.5 v - 0.5 v) keep it.
   const Image ramp = grey_image(4, 4, {0, 0, 0, 0, 13, 13, 13, 13, 26, 26, 26, 26, 39, 39, 39, 39});
   CHECK(values_of(adjust_sharpness(ramp, 0.0)) == values_of(ramp));
-  CHECK(values_of(adjust_sharpness(ramp, 1.9)) == values_of(ramp));
+  CHECK(values_of(adjust_sharpness(ramp, 1.5)) == values_of(ramp));
+  // Factor 1.9 blends v with itself as float(1.9) v + float(-0.9) v, each product rounded to float32: for v = 13,
+  // 24.6999998 - 11.6999998 = 12.9999990 truncates to 12 (26 -> 25; 39 and 0 stay), as torchvision does.
+  CHECK(values_of(adjust_sharpness(ramp, 1.9)) ==
+        std::vector<int>{0, 0, 0, 0, 12, 12, 12, 12, 25, 25, 25, 25, 39, 39, 39, 39});
   // Width 2: returned as it is.
   const Image thin = grey_image(3, 2, {0, 200, 0, 200, 0, 200});
   CHECK(values_of(adjust_sharpness(thin, 0.0)) == values_of(thin));
@@ -1055,6 +1061,34 @@ TEST_CASE("apply_augment_op gives magnitudes torchvision's meaning") {
   for (int64_t x = 0; x < 4; ++x) CHECK(moved.at(1, x, 0) == (x + 2 < 4 ? image.at(1, x + 2, 0) : 0));
   CHECK(same_pixels(apply_augment_op(image, AugmentOp::identity, 5.0), image));
   CHECK(same_pixels(apply_augment_op(image, AugmentOp::rotate, 180.0), rotate(image, 180)));
+}
+
+TEST_CASE("TrivialAugmentWide's colour ops and translations match torchvision value for value") {
+  // Made by tests/fixtures/make_torchvision_augment_fixture.py through torchvision's own _apply_op.
+  const auto file = tessera::io::SafetensorsFile::read(fs::path(TESSERA_FIXTURES_DIR) /
+                                                       "torchvision_augment.safetensors");
+  const std::vector<int64_t> pixels = file.int64s("image"), ops = file.int64s("ops"),
+                             outputs = file.int64s("outputs");
+  const std::vector<double> magnitudes = file.tensor<double>("magnitudes").to_vector();
+  Image image(16, 16, 3);
+  REQUIRE(pixels.size() == image.pixels.size());
+  for (size_t i = 0; i < pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>(pixels[i]);
+  REQUIRE(ops.size() == 100);
+  REQUIRE(magnitudes.size() == ops.size());
+  REQUIRE(outputs.size() == ops.size() * image.pixels.size());
+  std::set<int64_t> covered;
+  for (size_t k = 0; k < ops.size(); ++k) {
+    const auto op = static_cast<AugmentOp>(ops[k]);
+    CAPTURE(std::string(augment_op_name(op)));
+    CAPTURE(magnitudes[k]);
+    const Image out = apply_augment_op(image, op, magnitudes[k]);
+    int differing = 0;
+    for (size_t i = 0; i < out.pixels.size(); ++i)
+      differing += out.pixels[i] == outputs[k * out.pixels.size() + i] ? 0 : 1;
+    CHECK(differing == 0);
+    covered.insert(ops[k]);
+  }
+  CHECK(covered.size() == 10);
 }
 
 TEST_CASE("augment_magnitude follows torchvision's bins for the wide and standard spaces") {

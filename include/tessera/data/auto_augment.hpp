@@ -9,7 +9,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -100,29 +99,20 @@ inline bool augment_op_is_signed(AugmentOp op) {
   return augment_op_has_magnitude(op) && op != AugmentOp::posterize && op != AugmentOp::solarize;
 }
 
-namespace detail {
-
-// torch.linspace(start, end, steps)[i] in float32: start + step * i in the first half, end - step * (steps - 1 - i)
-// in the second.
-inline double linspace_value(double start, double end, int64_t steps, int64_t i) {
-  if (steps == 1) return static_cast<float>(start);
-  const float step = (static_cast<float>(end) - static_cast<float>(start)) / static_cast<float>(steps - 1);
-  const float value = i < steps / 2 ? static_cast<float>(start) + step * static_cast<float>(i)
-                                    : static_cast<float>(end) - step * static_cast<float>(steps - 1 - i);
-  return value;
-}
-
-}  // namespace detail
-
 // The unsigned magnitude of bin `bin` (of num_bins) for `op` on a height x width image, as torchvision's
-// _augmentation_space: linspace(0, max, num_bins) for the signed ops, 8 - round(bin / ((num_bins - 1) / d)) bits for
-// Posterize (d = 6 wide, 4 standard), linspace(255, 0, num_bins) for Solarize, 0 for the ops without magnitude.
+// _augmentation_space: max * bin / (num_bins - 1) for the signed ops, 8 - round(bin / ((num_bins - 1) / d)) bits for
+// Posterize (d = 6 wide, 4 standard), 255 - 255 * bin / (num_bins - 1) for Solarize, 0 for the ops without magnitude.
+// (torchvision's float32 linspace can be an ulp off these values; TranslateX/Y truncate the magnitude, so at bin 15
+// of 31 torchvision moves by 15 pixels where 32 * 15 / 30 = 16 moves by 16.)
 inline double augment_magnitude(AugmentSpace space, AugmentOp op, int64_t bin, int64_t num_bins, int64_t height,
                                 int64_t width) {
   TESSERA_CHECK(num_bins >= 2, "augment_magnitude: num_bins must be at least 2, got ", num_bins);
   TESSERA_CHECK(bin >= 0 && bin < num_bins, "augment_magnitude: bin ", bin, " is outside [0, ", num_bins, ")");
   const bool wide = space == AugmentSpace::wide;
-  const auto range = [&](double max) { return detail::linspace_value(0.0, max, num_bins, bin); };
+  // max * bin / (num_bins - 1): exact whenever the true value is a double (32 * 15 / 30 = 16, 255 * 10 / 30 = 85).
+  const auto range = [&](double max) {
+    return max * static_cast<double>(bin) / static_cast<double>(num_bins - 1);
+  };
   switch (op) {
     case AugmentOp::shear_x:
     case AugmentOp::shear_y:
@@ -143,7 +133,7 @@ inline double augment_magnitude(AugmentSpace space, AugmentOp op, int64_t bin, i
       return 8.0 - static_cast<double>(std::nearbyint(static_cast<float>(bin) / divisor));
     }
     case AugmentOp::solarize:
-      return detail::linspace_value(255.0, 0.0, num_bins, bin);
+      return 255.0 - range(255.0);
     default:
       return 0.0;
   }
