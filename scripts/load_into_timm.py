@@ -9,6 +9,7 @@ CHECKPOINT is a file of io::save_checkpoint ("model.<timm name>" tensors, the Vi
   pos_embed "sincos"     timm has no fixed table: the model gets a learned pos_embed (pos_embed="learn") holding the
                          checkpoint's table, which computes the same function (timm would train it);
   global_pool "seqpool"  timm has no sequence pooling: refused;
+  stem_channels, patch_kernel  a convolutional stem or overlapping patches: refused (no VisionTransformer argument);
   init_values 0          timm's None (no LayerScale); layer_norm_eps other than 1e-6: timm's LayerNorm with that eps.
 --check EXPECTED: a safetensors file with "input" (B, C, H, W) and "logits" (B, classes) that tessera computed (eval
 mode); prints the largest difference of timm's logits and fails above 1e-4 * max(1, |logit|).
@@ -46,8 +47,14 @@ def timm_kwargs(config):
                 notes.append("pos_embed 'sincos' loads as timm's learned pos_embed holding the fixed table")
             else:
                 kwargs[key] = "none" if value in ("", "none") else value
+        elif key in ("stem_channels", "stem_strides", "patch_kernel"):
+            pass  # the plain patch embedding is checked below
         else:
             sys.exit(f"load_into_timm: unknown ViTConfig field '{key}' in the checkpoint's config")
+    if config.get("stem_channels") or config.get("patch_kernel", 0) not in (0, config.get("patch_size", 16)):
+        sys.exit("load_into_timm: a convolutional stem (stem_channels) or an overlapping patch embedding "
+                 "(patch_kernel) has no timm VisionTransformer argument (timm has the layers, ConvStem in HybridEmbed, "
+                 "but not as an option of this model)")
     if kwargs.get("global_pool") == "seqpool":
         sys.exit("load_into_timm: global_pool 'seqpool' (sequence pooling, attention_pool.*) has no timm equivalent")
     return kwargs, notes
