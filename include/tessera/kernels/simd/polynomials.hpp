@@ -51,15 +51,17 @@ inline V exp_poly(V x) {
 }
 
 // e^{x - lo} for x <= 0 and |lo| tiny (the low part of a split argument, or 0): as exp_poly, but n lies in
-// [-126, 0], so one 2^n suffices and nothing overflows. Below ln FLT_MIN the result is 0; NaN propagates.
+// [-127, 0], so one 2^n suffices and nothing overflows. Arguments are clamped at -88, where n = -127 and the 2^n
+// built from the exponent bits is exactly 0: below about -87.68 the result is 0 without a compare and select (the
+// masked lanes of every softmax tail land there), and no product goes denormal; between that and ln FLT_MIN the
+// result is e^x, a denormal. NaN propagates.
 template <class V>
 inline V exp_nonpositive_poly(V x, V lo) {
-  const V lowest = V::broadcast(kLnFltMin);
-  const V xc = max(x, lowest);
+  const V xc = max(x, V::broadcast(-88.0f));
   const V n = round_nearest(xc * V::broadcast(1.44269504089f));
   V r = fnmadd(n, V::broadcast(0.693359375f), xc);
   r = fnmadd(n, V::broadcast(-2.12194440e-4f), r) - lo;
-  return select(lt(x, lowest), V::broadcast(0.0f), exp_reduced_poly(r) * pow2(n));
+  return exp_reduced_poly(r) * pow2(n);
 }
 
 // e^{-(hi + lo)} for hi >= 0 and |lo| <= ulp(hi) / 2, where hi + lo is a square split exactly by fmsub.
