@@ -3,9 +3,11 @@
 // contrast / sharpness adjustment, and affine warps (rotate, shear, translate) with nearest or bilinear sampling.
 //
 // Images are uint8 HWC (data/image.hpp) with 1 or 3 channels (the colour ops need RGB to differ from grey). Arithmetic
-// follows torchvision's uint8 tensor path: blends in float32, clamped to [0, 255] and truncated; the blurred image of
-// sharpness and the warps round to nearest (ties to even). Per-image lookup tables keep every op at a few passes over
-// the 32x32 pixels.
+// follows torchvision's uint8 tensor path: blends in float32, each product rounded, clamped to [0, 255] and
+// truncated; the blurred image of sharpness and the warps round to nearest (ties to even). The colour ops give
+// torchvision's values exactly (tests/fixtures/make_torchvision_augment_fixture.py); the warps may pick the other
+// pixel at near-ties (see warp_affine). Per-image tables of products and lookups keep each op at a pass or two over
+// the pixels.
 #pragma once
 
 #include <algorithm>
@@ -76,15 +78,24 @@ struct Blend {
   uint8_t operator()(uint8_t first, uint8_t second) const { return to_uint8_truncated(a[first] + b[second]); }
 };
 
+// The products of torchvision's rgb_to_grayscale weights with every uint8 value.
+struct GreyTables {
+  std::array<float, 256> red = product_table(0.2989f), green = product_table(0.587f), blue = product_table(0.114f);
+  uint8_t operator()(uint8_t r, uint8_t g, uint8_t b) const {
+    return static_cast<uint8_t>(red[r] + green[g] + blue[b]);
+  }
+};
+
+inline const GreyTables& grey_tables() {
+  static const GreyTables tables;
+  return tables;
+}
+
 }  // namespace detail
 
 // Grey level of an RGB pixel as torchvision's rgb_to_grayscale on uint8 tensors: trunc(0.2989 r + 0.587 g + 0.114 b),
 // in float32.
-inline uint8_t grey_level(uint8_t r, uint8_t g, uint8_t b) {
-  static const std::array<float, 256> red = detail::product_table(0.2989f), green = detail::product_table(0.587f),
-                                      blue = detail::product_table(0.114f);
-  return static_cast<uint8_t>(red[r] + green[g] + blue[b]);
-}
+inline uint8_t grey_level(uint8_t r, uint8_t g, uint8_t b) { return detail::grey_tables()(r, g, b); }
 
 // The grey levels of an image, one per pixel (the channel itself for a 1-channel image).
 inline std::vector<uint8_t> grey_levels(const Image& image) {
@@ -93,7 +104,8 @@ inline std::vector<uint8_t> grey_levels(const Image& image) {
   std::vector<uint8_t> grey(static_cast<size_t>(P));
   const uint8_t* px = image.data();
   if (image.channels == 1) return std::vector<uint8_t>(px, px + P);
-  for (int64_t p = 0; p < P; ++p) grey[static_cast<size_t>(p)] = grey_level(px[3 * p], px[3 * p + 1], px[3 * p + 2]);
+  const detail::GreyTables& grey_of = detail::grey_tables();
+  for (int64_t p = 0; p < P; ++p) grey[static_cast<size_t>(p)] = grey_of(px[3 * p], px[3 * p + 1], px[3 * p + 2]);
   return grey;
 }
 
@@ -191,8 +203,9 @@ inline Image adjust_saturation(const Image& image, double factor) {
   Image out(image.height, image.width, 3);
   const int64_t P = image.height * image.width;
   const uint8_t* in = image.data();
+  const detail::GreyTables& grey_of = detail::grey_tables();
   for (int64_t p = 0; p < P; ++p) {
-    const uint8_t grey = grey_level(in[3 * p], in[3 * p + 1], in[3 * p + 2]);
+    const uint8_t grey = grey_of(in[3 * p], in[3 * p + 1], in[3 * p + 2]);
     for (int64_t c = 0; c < 3; ++c) out.data()[3 * p + c] = blend(in[3 * p + c], grey);
   }
   return out;
@@ -265,7 +278,7 @@ struct AffineMap {
 // (ties to even), bilinear blends the four around it and rounds; positions outside the image take `fill` (one value
 // for every channel, or one per channel), as torchvision's affine with grid_sample(align_corners=False). Positions are
 // computed in float32 directly in pixel coordinates, where torchvision goes through a normalised grid: at positions
-// within rounding of a tie the two can pick different pixels (measured: 0.02% of the values of rotations and shears
+// within rounding of a tie the two can pick different pixels (measured: 0.03% of the values of rotations and shears
 // over every TrivialAugment bin; bilinear values differ by at most 1). With bilinear sampling and a non-zero fill,
 // torchvision blends mask * (zero-padded sample) + (1 - mask) * fill, scaling the covered part by the coverage once
 // more; here the uncovered taps simply take the fill colour (the two agree for fill 0, torchvision's default).
