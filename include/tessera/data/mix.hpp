@@ -99,7 +99,7 @@ inline MixBox cutmix_box(int64_t height, int64_t width, double lambda, Generator
           std::clamp<int64_t>(cx - cut_w / 2, 0, width), std::clamp<int64_t>(cx + cut_w / 2, 0, width)};
 }
 
-// Mixes a (B, C, H, W) batch, drawing in timm's order: with both alphas on, U < switch_prob picks CutMix; lambda from
+// Mixes a (B, C, H, W) batch. Draws, in order: with both alphas on, U < switch_prob picks CutMix; lambda from
 // the chosen Beta; then U < prob decides whether to mix at all (else lambda = 1). MixUp: image_i = lambda x_i +
 // (1 - lambda) x_{B-1-i}. CutMix: the box (cutmix_box) of x_i is replaced by that of x_{B-1-i}, and with
 // correct_lambda lambda becomes 1 - box area / (H W). With both alphas 0 the batch is returned unmixed (lambda 1).
