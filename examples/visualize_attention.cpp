@@ -1,5 +1,6 @@
-// Draws where a trained ViT looks (docs/attention.md): the class token's attention of one head, a grid of all heads
-// of a layer, and the attention rollout over all layers, each as a heatmap PNG over the image.
+// Draws where a trained ViT looks (docs/attention.md): the attention that what its head reads pays to each patch — the
+// class token's attention, or, for an average-pooled model without one, the mean attention each patch receives —
+// of one head, a grid of all heads of a layer, and the attention rollout over all layers, each as a heatmap PNG.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -87,6 +88,8 @@ int run(int argc, char** argv) {
 
   // One forward gives every block's attention probabilities; all maps below are read from them.
   const std::vector<Tensor<float>> probs = viz::record_attention(model, image, preprocess);
+  // What the maps read: the class token's row, or the mean of the patch rows when the head pools the patches.
+  const viz::AttentionQuery query = viz::attention_query(model, image, preprocess);
   Tensor<float> class_probs;
   {
     NoGradGuard no_grad;  // the prediction, for the printout; eval mode as in record_attention
@@ -108,6 +111,7 @@ int run(int argc, char** argv) {
   grid.columns = config.num_heads <= 6 ? config.num_heads : 0;  // one row when it stays narrow, else a square
   viz::RolloutOptions rollout;
   rollout.head_fusion = head_fusions().at(fusion);
+  rollout.query = query;
 
   std::filesystem::create_directories(out_dir);
   if (name.empty()) name = image_path.stem().string();
@@ -118,14 +122,24 @@ int run(int argc, char** argv) {
                               rollout_png = out_dir / (name + "_rollout.png");
   viz::HeatmapOptions plain = heatmap;
   plain.alpha = 0.0;  // no heatmap: the image alone, enlarged like the others
-  viz::write_heatmap_png(input_png, viz::cls_attention_map(probs, layer, head), image, plain);
-  viz::write_heatmap_png(head_png, viz::cls_attention_map(probs, layer, head), image, heatmap);
-  viz::write_head_grid_png(heads_png, viz::cls_attention_maps(probs, layer), image, grid);
+  const Tensor<float> head_map = viz::attention_map(probs, layer, head, 0, query);
+  viz::write_heatmap_png(input_png, head_map, image, plain);
+  viz::write_heatmap_png(head_png, head_map, image, heatmap);
+  viz::write_head_grid_png(heads_png, viz::attention_maps(probs, layer, 0, query), image, grid);
   viz::write_heatmap_png(rollout_png, viz::attention_rollout(probs, 0, rollout), image, heatmap);
 
   std::cout << image_path.string() << ": predicted " << info.class_names[static_cast<size_t>(predicted)] << " ("
             << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(p[predicted]) << "%)\n";
-  for (const auto& path : {input_png, head_png, heads_png, rollout_png}) std::cout << "wrote " << path.string() << "\n";
+  const bool class_token = query.rows == viz::QueryRows::class_token;
+  std::cout << "the maps show " << viz::describe(query) << " (global_pool \"" << config.global_pool << "\"); "
+            << (class_token ? "the rollout, how much each patch flows into the class token through all blocks"
+                            : "the rollout, how much each patch flows into the pooled patch tokens through all blocks")
+            << "\n";
+  std::cout << "wrote " << input_png.string() << " (the image as the model sees it)\n";
+  std::cout << "wrote " << head_png.string() << " (layer " << layer << ", head " << head << ")\n";
+  std::cout << "wrote " << heads_png.string() << " (layer " << layer << ", every head)\n";
+  std::cout << "wrote " << rollout_png.string() << " (attention rollout over all " << config.depth << " blocks, heads "
+            << fusion << "-fused)\n";
   return 0;
 }
 

@@ -7,6 +7,8 @@
 #   DATA_ROOT:  the CIFAR-10 image folder that holds test/<class>/NNNN.jpg (or its parent holding cifar10/test/)
 #   BUILD_DIR (default build/release, relative to the repository root) holds examples/classify and
 #   examples/visualize_attention: cmake --preset release && cmake --build --preset release --target classify visualize_attention
+#   NAME_PREFIX (default empty) starts the PNGs' names, e.g. fast_ for a model without a class token (fast recipe),
+#   whose pictures show the mean attention each patch receives (docs/attention.md), beside the class-token ones.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +21,7 @@ data_root="$2"
 build_dir="${BUILD_DIR:-$root/build/release}"
 [[ "$build_dir" = /* ]] || build_dir="$root/$build_dir"
 out="$root/docs/images"
+prefix="${NAME_PREFIX:-}"
 
 # The pictures in the doc: class/file of CIFAR-10 test images.
 images=(cat/0002 ship/0006 horse/0006)
@@ -50,9 +53,9 @@ for image in "${images[@]}"; do
   cp "$data_root/test/$image.jpg" "$work/images/$name.jpg"
   # The last layer (the default); 32x32 images enlarged 4 times: 128x128 pictures of a few tens of KB.
   "$build_dir/examples/visualize_attention" --checkpoint "$checkpoint" --image "$work/images/$name.jpg" --size 128 \
-    --out "$work/pictures"
-  cp "$work/pictures/${name}_input.png" "$work/pictures/${name}"_layer*_heads.png "$work/pictures/${name}_rollout.png" \
-    "$out/"
+    --out "$work/pictures" --name "$prefix$name"
+  cp "$work/pictures/$prefix${name}_input.png" "$work/pictures/$prefix${name}"_layer*_heads.png \
+    "$work/pictures/$prefix${name}_rollout.png" "$out/"
 done
 
 echo

@@ -1,7 +1,8 @@
 // viz: class-token attention maps and attention rollout against plain re-computations from the timm fixture's
 // attention probabilities (../shared/fixtures/timm_vit_p4_d96.safetensors, attn.<block>), the same from a
 // VisionTransformer, colour maps, bilinear upsampling, heatmap and head-grid pictures, PNG files read back with
-// stb_image, and the errors.
+// stb_image, and the errors; then models without a class token: patch-mean maps and rollout against values worked
+// out by hand, a ViT with a conv stem and average pooling, sequence pooling's weights.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -537,4 +538,261 @@ TEST_CASE("PNG and heatmap errors name the operation, the size or the file") {
   options.value_min.reset();
   options.min_size = 1 << 20;
   check_throws_with([&] { viz::heatmap_image(map, image, options); }, {"heatmap_image", "too large"});
+}
+
+// ---- models without a class token: the mean of the patch rows (AttentionQuery::patch_mean) ---------------------
+
+namespace {
+
+// A (B, H, N, N) tensor from rows written out: rows[b][h][i] is row i of head h of image b.
+Tensor<float> attention_from_rows(const std::vector<std::vector<Matrix>>& rows) {
+  const auto B = static_cast<int64_t>(rows.size()), H = static_cast<int64_t>(rows[0].size()),
+             N = static_cast<int64_t>(rows[0][0].size());
+  Tensor<float> p(Shape{B, H, N, N});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) p.at({b, h, i, j}) = static_cast<float>(rows[b][h][i][j]);
+  return p;
+}
+
+void check_map(const Tensor<float>& map, const std::vector<double>& expected, double tolerance = 1e-7) {
+  REQUIRE(map.numel() == static_cast<int64_t>(expected.size()));
+  for (size_t k = 0; k < expected.size(); ++k)
+    CHECK_MESSAGE(std::abs(double(map.data()[k]) - expected[k]) <= tolerance, "entry " << k << ": " << map.data()[k]
+                                                                                       << " vs " << expected[k]);
+}
+
+// Two images, two heads, four tokens (a 2x2 grid) and no class token. Image 1's rows are chosen so that the column
+// means below are exact sums of a few decimals; image 0 is uniform.
+Tensor<float> small_attention() {
+  const Matrix uniform(4, std::vector<double>(4, 0.25));
+  const Matrix head0 = {{0.1, 0.2, 0.3, 0.4}, {0.4, 0.3, 0.2, 0.1}, {0.25, 0.25, 0.25, 0.25}, {0.0, 0.5, 0.5, 0.0}};
+  const Matrix head1 = {{0.7, 0.1, 0.1, 0.1}, {0.1, 0.7, 0.1, 0.1}, {0.1, 0.1, 0.7, 0.1}, {0.6, 0.2, 0.1, 0.1}};
+  return attention_from_rows({{uniform, uniform}, {head0, head1}});
+}
+
+}  // namespace
+
+TEST_CASE("patch_mean maps are the column means over the patch rows (the mean attention each patch receives)") {
+  const Tensor<float> probs = small_attention();
+  const auto query = viz::AttentionQuery::patch_mean(0);
+  // Column means by hand: head 0 (0.1+0.4+0.25+0)/4 = 0.1875, (0.2+0.3+0.25+0.5)/4 = 0.3125, ...
+  const std::vector<double> head0 = {0.1875, 0.3125, 0.3125, 0.1875}, head1 = {0.375, 0.275, 0.25, 0.1};
+  const Tensor<float> m0 = viz::attention_map(probs, 0, 1, query), m1 = viz::attention_map(probs, 1, 1, query);
+  CHECK(m0.shape() == Shape{2, 2});
+  check_map(m0, head0);
+  check_map(m1, head1);
+  const Tensor<float> both = viz::attention_maps(probs, 1, query);
+  CHECK(both.shape() == Shape{2, 2, 2});
+  check_map(both, {0.1875, 0.3125, 0.3125, 0.1875, 0.375, 0.275, 0.25, 0.1});
+  check_map(viz::mean_attention_map(probs, 1, query), {0.28125, 0.29375, 0.28125, 0.14375});
+  check_map(viz::fused_attention_map(probs, viz::HeadFusion::max, 1, query), {0.375, 0.3125, 0.3125, 0.1875});
+  check_map(viz::fused_attention_map(probs, viz::HeadFusion::min, 1, query), {0.1875, 0.275, 0.25, 0.1});
+  check_map(viz::attention_map(probs, 1, 0, query), {0.25, 0.25, 0.25, 0.25});  // image 0 is uniform
+  // Without prefix tokens every map sums to 1: the patches receive all the attention.
+  double sum = 0.0;
+  for (int64_t k = 0; k < 4; ++k) sum += m1.data()[k];
+  CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
+  // Per-layer overloads pick the block.
+  const std::vector<Tensor<float>> layers = {small_attention(), probs};
+  check_map(viz::attention_map(layers, 1, 1, 1, query), head1);
+  check_map(viz::mean_attention_map(layers, 0, 1, query), {0.28125, 0.29375, 0.28125, 0.14375});
+
+  // Weighted patch queries (as sequence pooling weights them): 0.1 q0 + 0.2 q1 + 0.3 q2 + 0.4 q3 of head 0.
+  const auto weighted = viz::AttentionQuery::patch_mean(0, {0.1, 0.2, 0.3, 0.4});
+  check_map(viz::attention_map(probs, 0, 1, weighted), {0.165, 0.355, 0.345, 0.135});
+  // B * P weights: image by image (image 1's are the second four).
+  const auto per_image = viz::AttentionQuery::patch_mean(0, {1.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4});
+  check_map(viz::attention_map(probs, 0, 1, per_image), {0.165, 0.355, 0.345, 0.135});
+  check_map(viz::attention_map(probs, 0, 0, per_image), {0.25, 0.25, 0.25, 0.25});
+}
+
+TEST_CASE("patch_mean after a class token skips the class token's row and column; class_token reads row 0") {
+  const Matrix rows = {{0.5, 0.1, 0.2, 0.1, 0.1},
+                       {0.2, 0.2, 0.2, 0.2, 0.2},
+                       {0.6, 0.1, 0.1, 0.1, 0.1},
+                       {0.0, 0.4, 0.3, 0.2, 0.1},
+                       {0.2, 0.0, 0.0, 0.0, 0.8}};
+  const Tensor<float> probs = attention_from_rows({{rows}});
+  // (0.2+0.1+0.4+0)/4, (0.2+0.1+0.3+0)/4, (0.2+0.1+0.2+0)/4, (0.2+0.1+0.1+0.8)/4; the class token receives the rest.
+  check_map(viz::attention_map(probs, 0, 0, viz::AttentionQuery::patch_mean(1)), {0.175, 0.15, 0.125, 0.3});
+  check_map(viz::attention_map(probs, 0, 0, viz::AttentionQuery::class_token()), {0.1, 0.2, 0.1, 0.1});
+  // The class-token query is the default and what the cls_* functions read, value for value.
+  const Tensor<float> fixture_probs = fixture_attention()[1];
+  for (int64_t b = 0; b < fixture_probs.size(0); ++b) {
+    const Tensor<float> a = viz::attention_maps(fixture_probs, b), c = viz::cls_attention_maps(fixture_probs, b);
+    CHECK(std::equal(a.data(), a.data() + a.numel(), c.data()));
+    const Tensor<float> fa = viz::mean_attention_map(fixture_probs, b), fc = viz::mean_cls_attention_map(fixture_probs, b);
+    CHECK(std::equal(fa.data(), fa.data() + fa.numel(), fc.data()));
+  }
+}
+
+TEST_CASE("attention_rollout without a class token: the mean of the patch rows of R, by hand for 2 blocks of 4 tokens") {
+  // Block 0 attends within the pairs {0, 1} and {2, 3}; block 1 sends everything to token 3. With residual 0.5:
+  //   Â0 rows (.75 .25 0 0) (.25 .75 0 0) (0 0 .75 .25) (0 0 .25 .75)
+  //   Â1 rows (.5 0 0 .5) (0 .5 0 .5) (0 0 .5 .5) (0 0 0 1)
+  //   w = (1/4, 1/4, 1/4, 1/4); wᵀÂ1 = (.125 .125 .125 .625); times Â0 = (.125 .125 .25 .5).
+  const Matrix block0 = {{0.5, 0.5, 0.0, 0.0}, {0.5, 0.5, 0.0, 0.0}, {0.0, 0.0, 0.5, 0.5}, {0.0, 0.0, 0.5, 0.5}};
+  const Matrix block1(4, std::vector<double>{0.0, 0.0, 0.0, 1.0});
+  const std::vector<Tensor<float>> probs = {attention_from_rows({{block0}}), attention_from_rows({{block1}})};
+  viz::RolloutOptions options;
+  options.query = viz::AttentionQuery::patch_mean(0);
+  const Tensor<float> map = viz::attention_rollout(probs, 0, options);
+  CHECK(map.shape() == Shape{2, 2});
+  check_map(map, {0.125, 0.125, 0.25, 0.5});
+  // The same as the mean of the rows of the rollout matrix.
+  const Tensor<float> matrix = viz::attention_rollout_matrix(probs, 0, options);
+  for (int64_t j = 0; j < 4; ++j) {
+    double mean = 0.0;
+    for (int64_t i = 0; i < 4; ++i) mean += matrix.at({i, j}) / 4.0;
+    CHECK(mean == doctest::Approx(map.data()[j]).epsilon(1e-6));
+  }
+  // On the fixture (which has a class token): patch_mean after 1 prefix token is the mean of R's patch rows.
+  const auto fixture_probs = fixture_attention();
+  options.query = viz::AttentionQuery::patch_mean(1);
+  const Matrix expected = plain_rollout(fixture_probs, 2, viz::HeadFusion::mean, 0.5);
+  const Tensor<float> fixture_map = viz::attention_rollout(fixture_probs, 2, options);
+  for (int64_t p = 0; p < 64; ++p) {
+    double mean = 0.0;
+    for (int64_t q = 1; q < 65; ++q) mean += expected[q][1 + p] / 64.0;
+    CHECK(std::abs(double(fixture_map.data()[p]) - mean) <= 1e-6);
+  }
+}
+
+TEST_CASE("model attention of a ViT with a conv stem, no class token and average pooling reads the patch rows") {
+  nn::ViTConfig config;
+  config.img_size = 8;
+  config.patch_size = 4;
+  config.embed_dim = 12;
+  config.depth = 2;
+  config.num_heads = 2;
+  config.num_classes = 3;
+  config.class_token = false;
+  config.global_pool = "avg";
+  config.stem_channels = {4, 8};
+  config.stem_strides = {2, 2};
+  nn::VisionTransformer<float> model(config, 5);
+  const viz::AttentionQuery query = viz::attention_query(config);
+  CHECK(query.rows == viz::QueryRows::patch_mean);
+  CHECK(query.prefix_tokens == 0);
+  CHECK(viz::describe(query).find("mean attention each patch receives") != std::string::npos);
+
+  const data::Image image = random_image(8, 8, 3, 21);
+  const data::Compose preprocess{data::ToTensor(), data::Normalize({0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f})};
+  const auto probs = viz::record_attention(model, image, preprocess);
+  REQUIRE(probs.size() == 2);
+  CHECK(probs[0].shape() == Shape{1, 2, 4, 4});
+  for (int64_t layer = 0; layer < 2; ++layer)
+    for (int64_t head = 0; head < 2; ++head) {
+      const Tensor<float> map = viz::attention_map(model, image, preprocess, layer, head);
+      REQUIRE(map.shape() == Shape{2, 2});
+      double sum = 0.0;
+      for (int64_t j = 0; j < 4; ++j) {
+        double column_mean = 0.0;
+        for (int64_t i = 0; i < 4; ++i) column_mean += prob(probs[layer], 0, head, i, j) / 4.0;
+        CHECK(std::abs(double(map.data()[j]) - column_mean) <= 1e-7);
+        sum += map.data()[j];
+      }
+      CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));  // no prefix token: the patches receive all the attention
+    }
+  const Tensor<float> mean = viz::mean_attention_map(model, image, preprocess, 1);
+  const Tensor<float> mean_expected = viz::mean_attention_map(probs, 1, 0, query);
+  CHECK(std::equal(mean.data(), mean.data() + 4, mean_expected.data()));
+  // The rollout reads the mean of the patch rows of R, which sum to 1 over the patches.
+  const Tensor<float> rollout = viz::attention_rollout(model, image, preprocess);
+  const Matrix joint = plain_rollout(probs, 0, viz::HeadFusion::mean, 0.5);
+  double rollout_sum = 0.0;
+  for (int64_t j = 0; j < 4; ++j) {
+    const double expected = (joint[0][j] + joint[1][j] + joint[2][j] + joint[3][j]) / 4.0;
+    CHECK(std::abs(double(rollout.data()[j]) - expected) <= 1e-6);
+    rollout_sum += rollout.data()[j];
+  }
+  CHECK(rollout_sum == doctest::Approx(1.0).epsilon(1e-6));
+
+  TempDir dir;
+  viz::write_attention_heatmap_png(dir.path / "head.png", model, image, preprocess, 1, 0);
+  viz::write_head_grid_png(dir.path / "grid.png", model, image, preprocess, 1);
+  viz::write_rollout_heatmap_png(dir.path / "rollout.png", model, image, preprocess);
+  CHECK(data::decode_image(dir.path / "head.png").pixels ==
+        viz::heatmap_image(viz::attention_map(probs, 1, 0, 0, query), image).pixels);
+  CHECK(data::decode_image(dir.path / "grid.png").pixels ==
+        viz::head_grid_image(viz::attention_maps(probs, 1, 0, query), image).pixels);
+  CHECK(data::decode_image(dir.path / "rollout.png").pixels == viz::heatmap_image(rollout, image).pixels);
+
+  // The class-token functions refuse a model without one, naming it, and so do its probabilities.
+  check_throws_with([&] { viz::cls_attention_map(model, image, preprocess, 0, 0); },
+                    {"cls_attention_map", "no class token", "class_token = false"});
+  check_throws_with([&] { viz::mean_cls_attention_map(model, image, preprocess, 0); }, {"mean_cls_attention_map"});
+  check_throws_with([&] { viz::cls_attention_map(probs, 0, 0); },
+                    {"cls_attention_map", "3 patch tokens do not form a square grid", "1 class token"});
+}
+
+TEST_CASE("sequence pooling: the query weighs the patch rows by the pooling weights the head uses") {
+  nn::ViTConfig config;
+  config.img_size = 8;
+  config.patch_size = 2;
+  config.embed_dim = 8;
+  config.depth = 1;
+  config.num_heads = 2;
+  config.num_classes = 3;
+  config.class_token = false;
+  config.global_pool = "seqpool";
+  nn::VisionTransformer<float> model(config, 9);
+  Tensor<float> input(Shape{2, 3, 8, 8});
+  std::mt19937 gen(4);
+  std::normal_distribution<float> normal;
+  for (int64_t i = 0; i < input.numel(); ++i) input.data()[i] = normal(gen);
+  const viz::AttentionQuery query = viz::attention_query(model, input);
+  CHECK(query.rows == viz::QueryRows::patch_mean);
+  REQUIRE(query.patch_weights.size() == 2 * 16);
+  // The weights are the head's: the pooled features are the weighted sum of the (normalised) patch tokens.
+  tessera::NoGradGuard no_grad;
+  model.eval();
+  const Tensor<float> tokens = model.forward_tokens(input), features = model.forward_features(input);
+  for (int64_t b = 0; b < 2; ++b) {
+    double weight_sum = 0.0;
+    for (int64_t p = 0; p < 16; ++p) weight_sum += query.patch_weights[static_cast<size_t>(b * 16 + p)];
+    CHECK(weight_sum == doctest::Approx(1.0).epsilon(1e-6));
+    for (int64_t d = 0; d < 8; ++d) {
+      double pooled = 0.0;
+      for (int64_t p = 0; p < 16; ++p) pooled += query.patch_weights[static_cast<size_t>(b * 16 + p)] * tokens.at({b, p, d});
+      CHECK(std::abs(pooled - features.at({b, d})) <= 1e-5);
+    }
+  }
+  // The map of image 1 is Σ_q w_q P[1, h, q, :].
+  const auto probs = viz::record_attention(model, input);
+  const Tensor<float> map = viz::attention_map(probs, 0, 1, 1, query);
+  for (int64_t j = 0; j < 16; ++j) {
+    double expected = 0.0;
+    for (int64_t q = 0; q < 16; ++q) expected += query.patch_weights[static_cast<size_t>(16 + q)] * prob(probs[0], 1, 1, q, j);
+    CHECK(std::abs(double(map.data()[j]) - expected) <= 1e-6);
+  }
+}
+
+TEST_CASE("attention queries: errors name the op, the query and the shapes") {
+  const Tensor<float> probs = small_attention();
+  check_throws_with([&] { viz::attention_map(probs, 0, 0); },
+                    {"attention_map", "3 patch tokens do not form a square grid", "1 class token"});
+  check_throws_with([&] { viz::attention_map(probs, 0, 0, viz::AttentionQuery{0, viz::QueryRows::class_token, {}}); },
+                    {"attention_map", "class-token query", "prefix_tokens = 0", "patch_mean"});
+  check_throws_with([&] { viz::attention_maps(probs, 0, viz::AttentionQuery::patch_mean(-1)); },
+                    {"attention_maps", "prefix tokens must be non-negative", "-1"});
+  check_throws_with([&] { viz::attention_maps(probs, 0, viz::AttentionQuery::patch_mean(2)); },
+                    {"attention_maps", "2 patch tokens do not form a square grid", "2 prefix tokens"});
+  check_throws_with([&] { viz::attention_map(probs, 0, 0, viz::AttentionQuery::patch_mean(4)); },
+                    {"no patch tokens", "4 prefix tokens"});
+  check_throws_with([&] { viz::mean_attention_map(probs, 0, viz::AttentionQuery::patch_mean(0, {0.5, 0.5})); },
+                    {"fused_attention_map", "patch_weights hold 2 values", "(2, 2, 4, 4)", "needs 4", "or 8"});
+  check_throws_with([&] { viz::attention_map(probs, 0, 0, viz::AttentionQuery::patch_mean(0, {0.5, 0.5, NAN, 0.0})); },
+                    {"patch_weights must be finite"});
+  check_throws_with([&] { viz::attention_map(probs, 2, 0, viz::AttentionQuery::patch_mean(0)); },
+                    {"attention_map", "head 2", "2 heads"});
+  check_throws_with([&] { viz::attention_maps(probs, 2, viz::AttentionQuery::patch_mean(0)); }, {"image 2", "batch of 2"});
+  viz::RolloutOptions options;
+  options.query = viz::AttentionQuery::patch_mean(1);
+  check_throws_with([&] { viz::attention_rollout(std::vector<Tensor<float>>{probs}, 0, options); },
+                    {"attention_rollout", "3 patch tokens do not form a square grid"});
+  check_throws_with([&] { viz::attention_rollout(std::vector<Tensor<float>>{probs}); },
+                    {"attention_rollout", "3 patch tokens"});
 }

@@ -1,10 +1,12 @@
 // Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers"): how much each input token
-// flows into the class token through every block, with the residual connections counted as attention to oneself.
+// flows into what the head reads — the class token, or the mean of the patch tokens of an average-pooled model —
+// through every block, with the residual connections counted as attention to oneself.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "tessera/core/error.hpp"
@@ -19,11 +21,16 @@ namespace tessera::viz {
 //   Â_l  = A'_l with each row divided by its sum            (rows sum to 1 again, also after max or min)
 //   R    = Â_{L-1} · ... · Â_1 · Â_0                        (later blocks on the left: R[i, j] is the share of
 //                                                            input token j in output token i)
-// The rollout map is the class-token row over the patches, R[0, 1 + y * grid + x], a (grid, grid) map whose values
-// with R[0, 0] sum to 1.
+// The rollout map is the query's row of R over the patches, Σ_q w_q R[q, prefix + y * grid + x] with w of
+// AttentionQuery: the class-token row R[0, 1 + y * grid + x] (whose values with R[0, 0] sum to 1), or the mean of the
+// patch rows (R's column means over the patch rows: how much each input patch flows into the average-pooled
+// representation; without prefix tokens its values sum to 1).
 struct RolloutOptions {
   HeadFusion head_fusion = HeadFusion::mean;
   double residual = 0.5;  // in [0, 1]
+  // Whose row of R the map reads. Unset: the class token's (AttentionQuery::class_token()) in the functions on
+  // probabilities, what the model's head reads (attention_query(config)) in those on a model (model_attention.hpp).
+  std::optional<AttentionQuery> query = std::nullopt;
 };
 
 namespace detail {
@@ -34,10 +41,11 @@ AttentionLayout check_rollout_inputs(const std::vector<Tensor<T>>& probs, int64_
   TESSERA_CHECK(!probs.empty(), op, ": no attention layers were given");
   TESSERA_CHECK(options.residual >= 0.0 && options.residual <= 1.0, op, ": residual must be in [0, 1], got ",
                 options.residual);
-  const AttentionLayout first = attention_layout(probs[0], op);
+  const AttentionQuery query = options.query.value_or(AttentionQuery::class_token());
+  const AttentionLayout first = attention_layout(probs[0], query, op);
   check_image_index(image, first.batch, op);
   for (size_t i = 1; i < probs.size(); ++i) {
-    const AttentionLayout l = attention_layout(probs[i], op);
+    const AttentionLayout l = attention_layout(probs[i], op, query.prefix_tokens);
     TESSERA_CHECK(l.batch == first.batch && l.tokens == first.tokens, op, ": layer ", i, " has attention of shape ",
                   probs[i].shape(), " but layer 0 has ", probs[0].shape(), " (batch and tokens must agree)");
   }
@@ -48,7 +56,8 @@ AttentionLayout check_rollout_inputs(const std::vector<Tensor<T>>& probs, int64_
 template <class T>
 std::vector<double> rollout_layer_matrix(const Tensor<T>& probs, int64_t image, const RolloutOptions& options,
                                          const char* op) {
-  const AttentionLayout l = attention_layout(probs, op);
+  const AttentionLayout l =
+      attention_layout(probs, op, options.query.value_or(AttentionQuery::class_token()).prefix_tokens);
   const int64_t N = l.tokens;
   std::vector<double> a(static_cast<size_t>(N * N));
   const T* p0 = attention_row(probs, l, image, 0, 0);
@@ -81,6 +90,7 @@ std::vector<double> rollout_layer_matrix(const Tensor<T>& probs, int64_t image, 
 }  // namespace detail
 
 // The joint attention R = Â_{L-1} · ... · Â_0 of image `image` over all the given blocks, (N, N); every row sums to 1.
+// options.query matters only for its prefix_tokens, with which N must be prefix + grid * grid.
 template <class T>
 Tensor<T> attention_rollout_matrix(const std::vector<Tensor<T>>& probs, int64_t image = 0,
                                    const RolloutOptions& options = {}) {
@@ -104,15 +114,16 @@ Tensor<T> attention_rollout_matrix(const std::vector<Tensor<T>>& probs, int64_t 
   return out;
 }
 
-// The rollout map of image `image`: the class-token row of R over the patches, (grid, grid). Computed as the row
-// vector e_0ᵀ Â_{L-1}, then times Â_{L-2}, ..., Â_0 (N² work per block instead of N³).
+// The rollout map of image `image`: the query's row of R over the patches (the class token's unless options.query
+// says otherwise), (grid, grid). Computed as the row vector wᵀ Â_{L-1} (w = e_0 for the class token, 1 / P on the
+// patches for their mean), then times Â_{L-2}, ..., Â_0 (N² work per block instead of N³).
 template <class T>
 Tensor<T> attention_rollout(const std::vector<Tensor<T>>& probs, int64_t image = 0, const RolloutOptions& options = {}) {
   const char* op = "attention_rollout";
   const auto l = detail::check_rollout_inputs(probs, image, options, op);
   const int64_t N = l.tokens;
-  std::vector<double> row(static_cast<size_t>(N), 0.0), next(static_cast<size_t>(N));
-  row[0] = 1.0;
+  const AttentionQuery query = options.query.value_or(AttentionQuery::class_token());
+  std::vector<double> row = detail::query_weights(query, l, image), next(static_cast<size_t>(N));
   for (size_t layer = probs.size(); layer-- > 0;) {
     const std::vector<double> a = detail::rollout_layer_matrix(probs[layer], image, options, op);
     std::fill(next.begin(), next.end(), 0.0);
@@ -124,7 +135,7 @@ Tensor<T> attention_rollout(const std::vector<Tensor<T>>& probs, int64_t image =
     row.swap(next);
   }
   Tensor<T> out(Shape{l.grid, l.grid});
-  for (int64_t p = 0; p < l.grid * l.grid; ++p) out.data()[p] = static_cast<T>(row[static_cast<size_t>(1 + p)]);
+  for (int64_t p = 0; p < l.grid * l.grid; ++p) out.data()[p] = static_cast<T>(row[static_cast<size_t>(l.prefix + p)]);
   return out;
 }
 
