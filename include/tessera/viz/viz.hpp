@@ -1,5 +1,5 @@
-// Attention pictures: class-token attention maps, attention rollout, colour maps, heatmap and head-grid PNGs, and
-// the same straight from a VisionTransformer.
+// Attention pictures: attention maps (the class token's, or the mean attention each patch receives for pooled
+// models), attention rollout, colour maps, heatmap and head-grid PNGs, and the same straight from a VisionTransformer.
 #pragma once
 
 #include "tessera/viz/attention_maps.hpp"
