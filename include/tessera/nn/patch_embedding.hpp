@@ -78,7 +78,8 @@ class PatchEmbedding : public Module<T> {
 
   // x is (B, in_chans, img_size, img_size); returns (B, num_patches, embed_dim), patches in row-major grid order.
   // Plain: patch (i, j) flattened as (c, u, v) meets weight[:, c, u, v], the same sum as the stride-p convolution.
-  // With a backbone: its (B, embed_dim, grid, grid) output, flattened and transposed as timm's HybridEmbed does.
+  // With a backbone: its (B, embed_dim, grid, grid) output, flattened and transposed as timm's HybridEmbed does
+  // (a projection whose kernel equals its stride runs as ops::patch_embed on the stem's features, the same sum).
   Tensor<T> forward(const Tensor<T>& x) const {
     TESSERA_CHECK(x.rank() == 4, this->where(), ": expected images (B, ", in_chans, ", ", img_size, ", ", img_size,
                   "), got shape ", x.shape());
@@ -87,10 +88,16 @@ class PatchEmbedding : public Module<T> {
     TESSERA_CHECK(x.size(2) == img_size && x.size(3) == img_size, this->where(), ": expected images of ", img_size,
                   "x", img_size, " (B, ", in_chans, ", ", img_size, ", ", img_size, "), got shape ", x.shape());
     if (!has_backbone()) return ops::patch_embed(x, proj.weight, proj.bias);
-    const Tensor<T> features = backbone(x);
-    TESSERA_CHECK(features.size(1) == embed_dim && features.size(2) == grid_size() && features.size(3) == grid_size(),
-                  this->where(), ": the stem gives features of shape ", features.shape(), ", expected (B, ", embed_dim,
-                  ", ", grid_size(), ", ", grid_size(), ")");
+    Tensor<T> h = x;
+    for (size_t i = 0; i + 1 < backbone.size(); ++i) h = backbone[i](h);
+    const Conv2d<T>& projection = backbone[backbone.size() - 1].conv;
+    // A projection without overlap is a patchify on the stem's features: ops::patch_embed writes (B, P, D) at once.
+    if (projection.kernel_size[0] == projection.options.stride[0] && projection.options.padding[0] == 0)
+      return ops::patch_embed(h, projection.weight, projection.bias);
+    const Tensor<T> features = projection(h);
+    TESSERA_CHECK(features.size(2) == grid_size() && features.size(3) == grid_size(), this->where(),
+                  ": the stem gives features of shape ", features.shape(), ", expected (B, ", embed_dim, ", ",
+                  grid_size(), ", ", grid_size(), ")");
     return ops::transpose(ops::reshape(features, {features.size(0), embed_dim, num_patches()}), 1, 2);
   }
   Tensor<T> operator()(const Tensor<T>& x) const { return forward(x); }
