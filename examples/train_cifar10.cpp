@@ -70,9 +70,10 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   app.add_option("--cutout", recipe.augmentation.cutout_size, "Fast recipe's augmentation: Cutout square size (0: off)")
       ->capture_default_str()
       ->check(examples::above(0, true));
-  app.add_flag("--fast-augmentation,!--reference-augmentation", flags.fast_augmentation,
-               "Use the fast recipe's configurable augmentation instead of the reference crop + flip");
   flags.fast_augmentation = !recipe.reference_augmentation;
+  app.add_flag("--fast-augmentation,!--reference-augmentation", flags.fast_augmentation,
+               std::string("Use the fast recipe's configurable augmentation instead of the reference crop + flip "
+                           "(default: ") + (flags.fast_augmentation ? "fast" : "reference") + ")");
   flags.add_to(app);
   try {
     app.parse(argc, argv);

@@ -63,6 +63,7 @@ struct TrainingFlags {
   int64_t train_limit = 0, test_limit = 0;
   int64_t val_split = 0;  // hold out this many training images and evaluate on them instead of the test set
   bool fast_augmentation = false;  // train_cifar10: the fast recipe's augmentation instead of the reference one
+  std::string decay;               // --decay, turned into options.decay by apply()
   std::filesystem::path log_path, save_path, resume_path;
 
   // The defaults shown by --help are the values the fields hold when this is called.
@@ -81,12 +82,10 @@ struct TrainingFlags {
     app.add_option("--min-lr", options.min_lr, "Learning rate at the end of the decay")
         ->capture_default_str()
         ->check(above(0, true));
-    app.add_option("--decay", options.decay, "How the learning rate falls after warmup: cosine or linear")
+    decay = options.decay == tessera::optim::Decay::cosine ? "cosine" : "linear";
+    app.add_option("--decay", decay, "How the learning rate falls after warmup")
         ->capture_default_str()
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, tessera::optim::Decay>{{"cosine", tessera::optim::Decay::cosine},
-                                                         {"linear", tessera::optim::Decay::linear}},
-            CLI::ignore_case));
+        ->check(CLI::IsMember({"cosine", "linear"}));
     app.add_option("--time-budget", options.time_budget_minutes,
                    "Minutes for the whole run, start to exit: it measures its speed, then sizes the number of steps "
                    "(and the schedule) to fit; --epochs is then ignored (0: train --epochs)")
@@ -129,7 +128,8 @@ struct TrainingFlags {
         ->capture_default_str()
         ->check(above(0, true));
     app.add_flag("--eval-flip,!--no-eval-flip", options.eval_flip,
-                 "Evaluate each image and its mirror image, summing the logits");
+                 std::string("Evaluate each image and its mirror image, summing the logits (default: ") +
+                     (options.eval_flip ? "on" : "off") + ")");
     app.add_option("--log", log_path, "CSV file, one row per epoch (empty: none)")->capture_default_str();
     app.add_option("--save", save_path, "Checkpoint written after every epoch (empty: none)")->capture_default_str();
     app.add_option("--resume", resume_path, "Continue from this checkpoint (same flags as the run that wrote it)");
@@ -137,6 +137,8 @@ struct TrainingFlags {
 
   // After parsing: checks the recipe, sets the thread count and the trainer's output paths.
   void apply() {
+    if (!decay.empty())
+      options.decay = decay == "linear" ? tessera::optim::Decay::linear : tessera::optim::Decay::cosine;
     options.validate();
     tessera::set_num_threads(threads);
     options.csv = log_path;

@@ -466,6 +466,11 @@ TEST_CASE("a time budget's step count: the largest run whose steps, evaluations 
   in.reserve_fraction = 0.1;
   in.exit_seconds = 5.0;
   CHECK(train::plan_total_steps(in) == 87);
+  // The recipe's warmup, unless it is over a fifth of the planned run: then a fifth, never before the planning step.
+  CHECK(train::budget_warmup_steps(390, 5000, 24) == 390);
+  CHECK(train::budget_warmup_steps(100, 300, 24) == 60);
+  CHECK(train::budget_warmup_steps(176, 75, 24) == 24);
+  CHECK(train::budget_warmup_steps(176, 20, 24) == 20);
   // A budget already spent plans no further steps.
   in.elapsed = 200.0;
   CHECK(train::plan_total_steps(in) == 20);
@@ -499,8 +504,9 @@ TEST_CASE("a time-budgeted run plans its length from its first steps, lays the s
   CHECK(trainer.schedule().total_steps() == plan.total_steps);
   CHECK(trainer.schedule().decay() == optim::Decay::linear);
   // Linear decay to 0 over the planned steps: the last step ran at lr·1/(steps after warmup).
+  CHECK(trainer.schedule().warmup_steps() == plan.warmup_steps);
   CHECK(trainer.schedule()(plan.total_steps - 1) ==
-        doctest::Approx(options.lr / static_cast<double>(plan.total_steps - 6)));
+        doctest::Approx(options.lr / static_cast<double>(plan.total_steps - plan.warmup_steps)));
   // Only the last row was evaluated; the others have an empty accuracy field.
   REQUIRE(!rows.empty());
   CHECK(std::isfinite(rows.back().test_accuracy));

@@ -462,9 +462,11 @@ nn::LoadReport load_model_weights(const std::filesystem::path& path, nn::VisionT
   const Tensor<T> old_pos_embed = dict.find("pos_embed");
   try {
     if (nn::resample_pos_embed_in_state_dict(dict, model.config()))
-      notes.notes.push_back("resampled pos_embed from " + std::to_string(old_pos_embed.size(1) - 1) +
+      notes.notes.push_back("resampled pos_embed from " +
+                            std::to_string(old_pos_embed.size(1) - model.config().num_prefix_tokens()) +
                             " patch positions to the model's " + std::to_string(model.config().grid_size()) + "x" +
-                            std::to_string(model.config().grid_size()) + " grid (bicubic)");
+                            std::to_string(model.config().grid_size()) + " grid" +
+                            (model.config().pos_embed == "sincos" ? " (sin-cos table recomputed)" : " (bicubic)"));
   } catch (const Error& e) {
     if (strict) ::tessera::detail::fail("load_model_weights: '", path.string(), "': ", e.what());
     // Not strict: a pos_embed that cannot be resampled (another width) stays for load_state_dict to report.

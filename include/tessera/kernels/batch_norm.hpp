@@ -181,46 +181,4 @@ inline void batch_norm_backward_eval(float* dinp, float* dweight, float* dbias, 
   }
 }
 
-// One overload per element type, for code templated on T: float runs the fast kernels above, double the
-// reference loops (kernels/reference/batch_norm.hpp). Same arguments and contracts.
-namespace dispatch {
-
-inline void batch_norm_forward(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
-                               const float* inp, const float* weight, const float* bias, int B, int C, int HW,
-                               float eps, float momentum) {
-  kernels::batch_norm_forward(out, mean, rstd, running_mean, running_var, inp, weight, bias, B, C, HW, eps, momentum);
-}
-inline void batch_norm_forward(double* out, double* mean, double* rstd, double* running_mean, double* running_var,
-                               const double* inp, const double* weight, const double* bias, int B, int C, int HW,
-                               double eps, double momentum) {
-  reference::batch_norm_forward<double>(out, mean, rstd, running_mean, running_var, inp, weight, bias, B, C, HW, eps,
-                                        momentum);
-}
-inline void batch_norm_forward_eval(float* out, const float* inp, const float* mean, const float* rstd,
-                                    const float* weight, const float* bias, int B, int C, int HW) {
-  kernels::batch_norm_forward_eval(out, inp, mean, rstd, weight, bias, B, C, HW);
-}
-inline void batch_norm_forward_eval(double* out, const double* inp, const double* mean, const double* rstd,
-                                    const double* weight, const double* bias, int B, int C, int HW) {
-  reference::batch_norm_forward_eval<double>(out, inp, mean, rstd, weight, bias, B, C, HW);
-}
-inline void batch_norm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                                const float* weight, const float* mean, const float* rstd, int B, int C, int HW) {
-  kernels::batch_norm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
-}
-inline void batch_norm_backward(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
-                                const double* weight, const double* mean, const double* rstd, int B, int C, int HW) {
-  reference::batch_norm_backward<double>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
-}
-inline void batch_norm_backward_eval(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                                     const float* weight, const float* mean, const float* rstd, int B, int C, int HW) {
-  kernels::batch_norm_backward_eval(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
-}
-inline void batch_norm_backward_eval(double* dinp, double* dweight, double* dbias, const double* dout,
-                                     const double* inp, const double* weight, const double* mean, const double* rstd,
-                                     int B, int C, int HW) {
-  reference::batch_norm_backward_eval<double>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
-}
-
-}  // namespace dispatch
 }  // namespace tessera::kernels

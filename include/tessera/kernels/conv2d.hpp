@@ -222,25 +222,4 @@ inline void conv2d_backward(float* dinp, float* dweight, float* dbias, const flo
   }
 }
 
-// One overload per element type, for code templated on T: float runs the fast kernels above, double the
-// reference loops (kernels/reference/conv2d.hpp). Same arguments and contracts.
-namespace dispatch {
-
-inline void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dSizes& s) {
-  kernels::conv2d_forward(out, inp, weight, bias, s);
-}
-inline void conv2d_forward(double* out, const double* inp, const double* weight, const double* bias,
-                           const Conv2dSizes& s) {
-  reference::conv2d_forward<double>(out, inp, weight, bias, s);
-}
-inline void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                            const float* weight, const Conv2dSizes& s) {
-  kernels::conv2d_backward(dinp, dweight, dbias, dout, inp, weight, s);
-}
-inline void conv2d_backward(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
-                            const double* weight, const Conv2dSizes& s) {
-  reference::conv2d_backward<double>(dinp, dweight, dbias, dout, inp, weight, s);
-}
-
-}  // namespace dispatch
 }  // namespace tessera::kernels

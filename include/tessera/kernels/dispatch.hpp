@@ -10,12 +10,16 @@
 
 #include "tessera/kernels/adamw.hpp"
 #include "tessera/kernels/attention.hpp"
+#include "tessera/kernels/batch_norm.hpp"
+#include "tessera/kernels/conv2d.hpp"
 #include "tessera/kernels/cross_entropy.hpp"
 #include "tessera/kernels/gelu.hpp"
 #include "tessera/kernels/layer_norm.hpp"
 #include "tessera/kernels/patchify.hpp"
 #include "tessera/kernels/reference/adamw.hpp"
 #include "tessera/kernels/reference/attention.hpp"
+#include "tessera/kernels/reference/batch_norm.hpp"
+#include "tessera/kernels/reference/conv2d.hpp"
 #include "tessera/kernels/reference/cross_entropy.hpp"
 #include "tessera/kernels/reference/gelu.hpp"
 #include "tessera/kernels/reference/layer_norm.hpp"
@@ -145,6 +149,61 @@ inline void adamw_step(float* param, const float* grad, float* m, float* v, int6
 inline void adamw_step(double* param, const double* grad, double* m, double* v, int64_t n, double lr, double beta1,
                        double beta2, double eps, double weight_decay, int step) {
   reference::adamw_step(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+// conv2d (kernels/conv2d.hpp)
+inline void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const Conv2dSizes& s) {
+  kernels::conv2d_forward(out, inp, weight, bias, s);
+}
+inline void conv2d_forward(double* out, const double* inp, const double* weight, const double* bias,
+                           const Conv2dSizes& s) {
+  reference::conv2d_forward<double>(out, inp, weight, bias, s);
+}
+inline void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                            const float* weight, const Conv2dSizes& s) {
+  kernels::conv2d_backward(dinp, dweight, dbias, dout, inp, weight, s);
+}
+inline void conv2d_backward(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
+                            const double* weight, const Conv2dSizes& s) {
+  reference::conv2d_backward<double>(dinp, dweight, dbias, dout, inp, weight, s);
+}
+
+// batch_norm (kernels/batch_norm.hpp)
+inline void batch_norm_forward(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
+                               const float* inp, const float* weight, const float* bias, int B, int C, int HW,
+                               float eps, float momentum) {
+  kernels::batch_norm_forward(out, mean, rstd, running_mean, running_var, inp, weight, bias, B, C, HW, eps, momentum);
+}
+inline void batch_norm_forward(double* out, double* mean, double* rstd, double* running_mean, double* running_var,
+                               const double* inp, const double* weight, const double* bias, int B, int C, int HW,
+                               double eps, double momentum) {
+  reference::batch_norm_forward<double>(out, mean, rstd, running_mean, running_var, inp, weight, bias, B, C, HW, eps,
+                                        momentum);
+}
+inline void batch_norm_forward_eval(float* out, const float* inp, const float* mean, const float* rstd,
+                                    const float* weight, const float* bias, int B, int C, int HW) {
+  kernels::batch_norm_forward_eval(out, inp, mean, rstd, weight, bias, B, C, HW);
+}
+inline void batch_norm_forward_eval(double* out, const double* inp, const double* mean, const double* rstd,
+                                    const double* weight, const double* bias, int B, int C, int HW) {
+  reference::batch_norm_forward_eval<double>(out, inp, mean, rstd, weight, bias, B, C, HW);
+}
+inline void batch_norm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                const float* weight, const float* mean, const float* rstd, int B, int C, int HW) {
+  kernels::batch_norm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
+}
+inline void batch_norm_backward(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
+                                const double* weight, const double* mean, const double* rstd, int B, int C, int HW) {
+  reference::batch_norm_backward<double>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
+}
+inline void batch_norm_backward_eval(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                     const float* weight, const float* mean, const float* rstd, int B, int C, int HW) {
+  kernels::batch_norm_backward_eval(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
+}
+inline void batch_norm_backward_eval(double* dinp, double* dweight, double* dbias, const double* dout,
+                                     const double* inp, const double* weight, const double* mean, const double* rstd,
+                                     int B, int C, int HW) {
+  reference::batch_norm_backward_eval<double>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, C, HW);
 }
 
 }  // namespace tessera::kernels::dispatch

@@ -8,7 +8,7 @@
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/batch_norm.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/ops/matmul.hpp"
 
 namespace tessera::ops {

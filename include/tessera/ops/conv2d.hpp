@@ -1,5 +1,5 @@
 // Differentiable 2D convolution (PyTorch's F.conv2d with one group, dilation 1 and zero padding) on the im2col + GEMM
-// kernels; float runs the fast kernels, double the reference loops (kernels/conv2d.hpp picks by overload).
+// kernels; float runs the fast kernels, double the reference loops (kernels/dispatch.hpp picks by overload).
 #pragma once
 
 #include <array>
@@ -7,7 +7,7 @@
 
 #include "tessera/autograd/node.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/kernels/conv2d.hpp"
+#include "tessera/kernels/dispatch.hpp"
 #include "tessera/ops/matmul.hpp"
 
 namespace tessera::ops {

@@ -70,9 +70,18 @@ inline int64_t plan_total_steps(const BudgetInputs& in) {
   return low;
 }
 
+// The warmup of a budgeted run of total_steps planned at step planned_at: the recipe's, unless that is more than a
+// fifth of the run; then a fifth of it, but never ending before the steps already taken (their learning rates were
+// the recipe's warmup, which a shorter one continues from above).
+inline int64_t budget_warmup_steps(int64_t recipe_warmup, int64_t total_steps, int64_t planned_at) {
+  if (recipe_warmup <= total_steps / 5) return recipe_warmup;
+  return std::min(recipe_warmup, std::min(total_steps, std::max(planned_at, total_steps / 5)));
+}
+
 // The plan a budgeted run makes once, after its first steps, and keeps (a resumed run reads it from the checkpoint).
 struct BudgetPlan {
   int64_t total_steps = 0;
+  int64_t warmup_steps = 0;  // the recipe's warmup, shortened to a fifth of a run too short for it
   int64_t planned_at_step = 0;
   double step_seconds = 0.0;
   double evaluation_seconds = 0.0;
@@ -80,6 +89,7 @@ struct BudgetPlan {
 
   nlohmann::json to_json() const {
     return {{"total_steps", total_steps},
+            {"warmup_steps", warmup_steps},
             {"planned_at_step", planned_at_step},
             {"step_seconds", step_seconds},
             {"evaluation_seconds", evaluation_seconds},
@@ -91,6 +101,10 @@ struct BudgetPlan {
                   "BudgetPlan: expected an object with a positive integer total_steps, got ", j.dump().substr(0, 200));
     BudgetPlan plan;
     plan.total_steps = j.at("total_steps").get<int64_t>();
+    plan.warmup_steps = j.value("warmup_steps", int64_t{0});
+    TESSERA_CHECK(plan.warmup_steps >= 0 && plan.warmup_steps <= plan.total_steps,
+                  "BudgetPlan: warmup_steps ", plan.warmup_steps, " is outside [0, total_steps = ", plan.total_steps,
+                  "]");
     plan.planned_at_step = j.value("planned_at_step", int64_t{0});
     plan.step_seconds = j.value("step_seconds", 0.0);
     plan.evaluation_seconds = j.value("evaluation_seconds", 0.0);

@@ -84,7 +84,8 @@ inline ValidationSplit split_validation(std::shared_ptr<const data::Dataset> dat
       held_out[static_cast<size_t>(members[static_cast<size_t>(k)])] = true;
   }
   std::vector<int64_t> train_indices, validation_indices;
-  for (int64_t i = 0; i < size; ++i) (held_out[static_cast<size_t>(i)] ? validation_indices : train_indices).push_back(i);
+  for (int64_t i = 0; i < size; ++i)
+    (held_out[static_cast<size_t>(i)] ? validation_indices : train_indices).push_back(i);
   TESSERA_CHECK(!train_indices.empty() && !validation_indices.empty(), "split_validation: holding out ", n, " of ",
                 size, " samples leaves one part empty");
   return {std::make_shared<Subset>(dataset, std::move(train_indices)),

@@ -511,18 +511,21 @@ class Trainer {
                               .steps_per_epoch = steps_per_epoch_,
                               .eval_every = options_.eval_every};
     plan.total_steps = std::max(plan_total_steps(inputs), std::max<int64_t>(global_step_, 1));
+    plan.warmup_steps = budget_warmup_steps(warmup_steps_, plan.total_steps, global_step_);
     adopt_plan(plan);
     std::ostringstream line;
     line << std::fixed << std::setprecision(3) << "time budget " << options_.time_budget_minutes << " min: "
          << plan.step_seconds << " s/step, " << std::setprecision(1) << plan.evaluation_seconds << " s/evaluation, "
          << plan.checkpoint_seconds << " s/checkpoint -> " << plan.total_steps << " steps ("
-         << static_cast<double>(plan.total_steps) / static_cast<double>(steps_per_epoch_) << " epochs)";
+         << static_cast<double>(plan.total_steps) / static_cast<double>(steps_per_epoch_) << " epochs, warmup "
+         << plan.warmup_steps << ")";
     message(line.str());
   }
 
   void adopt_plan(const BudgetPlan& plan) {
     plan_ = plan;
-    schedule_ = make_schedule(plan.total_steps);
+    schedule_ = optim::WarmupDecaySchedule(options_.lr, plan.total_steps, plan.warmup_steps, options_.min_lr,
+                                           options_.decay);
   }
 
   // One evaluation's cost, estimated from timing the forward pass of one evaluation batch.
