@@ -47,7 +47,7 @@ for side in "AB":
             if bench.get("aggregate_name") == "median":
                 times[side].setdefault(bench["run_name"], []).append(bench["real_time"])
         text = open(f"{out}/step_{side}_{r}.txt").read()
-        rates = [float(x) for x in re.findall(r"([0-9.]+) img/s", text)]
+        rates = [float(x) for x in re.findall(r"median ([0-9.]+) images/s", text)]
         if rates:
             times[side].setdefault("vit_cifar training step (img/s)", []).append(rates[-1])
 print(f"\n| benchmark | A (median) | B (median) | B vs A |\n|---|---|---|---|")
