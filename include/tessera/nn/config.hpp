@@ -126,7 +126,7 @@ struct ViTConfig {
                   "ViTConfig: weight_init must be \"\", \"jax\" or \"jax_nlhb\", got \"", weight_init, "\"");
     TESSERA_CHECK(global_pool == "token" || global_pool == "avg" || global_pool == "seqpool",
                   "ViTConfig: global_pool must be \"token\", \"avg\" or \"seqpool\", got \"", global_pool,
-                  "\" (timm's \"\", \"max\", \"avgmax\", \"map\" and \"prr\" are not implemented)");
+                  "\" (tessera supports these three of timm's pooling modes)");
     TESSERA_CHECK(class_token || global_pool != "token",
                   "ViTConfig: global_pool \"token\" reads the class token, so it needs class_token = true (use "
                   "global_pool \"avg\" or \"seqpool\" without one)");
