@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
@@ -27,13 +28,14 @@ class Shape {
   // Size of a dimension; negative indices count from the end.
   int64_t size(int dim) const { return dims_[static_cast<size_t>(normalize_dim(dim, "Shape::size"))]; }
 
+  // Cannot overflow: assign() and with_dim() check that the product of the non-zero dimensions fits int64.
   int64_t numel() const {
     int64_t n = 1;
     for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];
     return n;
   }
 
-  // Row-major strides in elements.
+  // Row-major strides in elements. Each is a product of non-zero dimensions or zero, so it fits int64 too.
   std::array<int64_t, kMaxRank> strides() const {
     std::array<int64_t, kMaxRank> s{};
     int64_t stride = 1;
@@ -52,8 +54,10 @@ class Shape {
   }
 
   Shape with_dim(int dim, int64_t size) const {
-    Shape s = *this;
-    s.dims_[static_cast<size_t>(normalize_dim(dim, "Shape::with_dim"))] = size;
+    std::array<int64_t, kMaxRank> dims = dims_;
+    dims[static_cast<size_t>(normalize_dim(dim, "Shape::with_dim"))] = size;
+    Shape s;
+    s.assign(dims.data(), static_cast<size_t>(rank_));
     return s;
   }
 
@@ -78,11 +82,23 @@ class Shape {
  private:
   void assign(const int64_t* dims, size_t n) {
     TESSERA_CHECK(n <= static_cast<size_t>(kMaxRank), "Shape: rank ", n, " exceeds the maximum rank ", kMaxRank);
-    rank_ = static_cast<int>(n);
+    // The product of the non-zero dimensions must fit int64 wherever a zero sits: numel() multiplies in order
+    // (so [2^32, 2^32, 0] would overflow before reaching the zero) and strides() from the end ([0, 2^32, 2^32]).
+    int64_t nonzero_product = 1;
     for (size_t i = 0; i < n; ++i) {
       TESSERA_CHECK(dims[i] >= 0, "Shape: dimension ", i, " has negative size ", dims[i]);
-      dims_[i] = dims[i];
+      if (dims[i] == 0) continue;
+      TESSERA_CHECK(nonzero_product <= std::numeric_limits<int64_t>::max() / dims[i], "Shape: dimensions ",
+                    list(dims, n), " have more than 2^63 - 1 elements (counting the non-zero ones)");
+      nonzero_product *= dims[i];
     }
+    rank_ = static_cast<int>(n);
+    for (size_t i = 0; i < n; ++i) dims_[i] = dims[i];
+  }
+  static std::string list(const int64_t* dims, size_t n) {
+    std::string s = "(";
+    for (size_t i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + ")";
   }
 
   std::array<int64_t, kMaxRank> dims_{};

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include "tessera/core/error.hpp"
@@ -20,6 +21,8 @@ class AlignedBuffer {
   explicit AlignedBuffer(int64_t size, Init init = Init::zeros) : size_(size) {
     TESSERA_CHECK(size >= 0, "AlignedBuffer: negative size ", size);
     if (size_ == 0) return;
+    TESSERA_CHECK(static_cast<uint64_t>(size) <= (std::numeric_limits<size_t>::max() - kStorageAlignment) / sizeof(T),
+                  "AlignedBuffer: ", size, " elements of ", sizeof(T), " bytes exceed the address space");
     const size_t bytes = round_up(static_cast<size_t>(size_) * sizeof(T));
     data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{kStorageAlignment}));
     if (init == Init::zeros) std::memset(static_cast<void*>(data_), 0, bytes);

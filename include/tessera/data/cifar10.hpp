@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <istream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -55,6 +56,52 @@ inline std::vector<std::filesystem::path> cifar10_batch_files(const std::filesys
   return files;
 }
 
+namespace detail {
+
+// Appends the records of one binary batch file (`bytes`, its whole content; `name` for messages) to `labels` and to
+// `pixels` (HWC, 32x32x3 per image). Throws when the size is not a positive multiple of 3073 bytes or a label is
+// not below 10.
+inline void append_cifar10_batch(const uint8_t* bytes, size_t byte_count, const std::string& name,
+                                 std::vector<int64_t>& labels, std::vector<uint8_t>& pixels) {
+  constexpr int64_t plane = kCifar10ImageSide * kCifar10ImageSide;
+  const auto size = static_cast<int64_t>(byte_count);
+  TESSERA_CHECK(size > 0 && size % kCifar10RecordBytes == 0, "Cifar10Binary: '", name, "' has ", size,
+                " bytes, not a positive multiple of the ", kCifar10RecordBytes,
+                "-byte record (1 label + 3072 pixels): the file is truncated or not a CIFAR-10 batch");
+  const int64_t records = size / kCifar10RecordBytes;
+  const int64_t first = static_cast<int64_t>(labels.size());
+  labels.resize(static_cast<size_t>(first + records));
+  pixels.resize(static_cast<size_t>((first + records) * kCifar10Channels * plane));
+  for (int64_t r = 0; r < records; ++r) {
+    const uint8_t* record = bytes + r * kCifar10RecordBytes;
+    TESSERA_CHECK(record[0] < kCifar10NumClasses, "Cifar10Binary: record ", r, " of '", name, "' has label ",
+                  static_cast<int>(record[0]), ", expected 0 to ", kCifar10NumClasses - 1,
+                  ": the file is corrupt or not a CIFAR-10 batch");
+    labels[static_cast<size_t>(first + r)] = record[0];
+    const uint8_t* planes = record + 1;
+    uint8_t* out = pixels.data() + (first + r) * kCifar10Channels * plane;
+    for (int64_t p = 0; p < plane; ++p)
+      for (int64_t c = 0; c < kCifar10Channels; ++c) out[p * kCifar10Channels + c] = planes[c * plane + p];
+  }
+}
+
+// The class names of batches.meta.txt: one per non-blank line, surrounding blanks removed; there must be ten.
+inline std::vector<std::string> parse_cifar10_class_names(std::istream& text, const std::string& name) {
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(text, line)) {
+    const auto begin = line.find_first_not_of(" \t\r\n");
+    if (begin == std::string::npos) continue;
+    const auto end = line.find_last_not_of(" \t\r\n");
+    names.push_back(line.substr(begin, end - begin + 1));
+  }
+  TESSERA_CHECK(static_cast<int64_t>(names.size()) == kCifar10NumClasses, "Cifar10Binary: '", name, "' names ",
+                names.size(), " classes, expected ", kCifar10NumClasses, " (one per line)");
+  return names;
+}
+
+}  // namespace detail
+
 // The official binary CIFAR-10 (cifar-10-binary.tar.gz), read whole into memory and stored HWC.
 class Cifar10Binary final : public Dataset {
  public:
@@ -63,7 +110,6 @@ class Cifar10Binary final : public Dataset {
   // multiple of 3073 bytes, or a label is not below 10.
   Cifar10Binary(const std::filesystem::path& folder, Split split) : folder_(folder), split_(split) {
     class_names_ = read_class_names(folder_ / "batches.meta.txt");
-    constexpr int64_t plane = kCifar10ImageSide * kCifar10ImageSide;
     for (const auto& path : cifar10_batch_files(folder_, split_)) {
       std::error_code ec;
       TESSERA_CHECK(std::filesystem::exists(path, ec), "Cifar10Binary: '", path.string(), "' does not exist (the ",
@@ -71,26 +117,8 @@ class Cifar10Binary final : public Dataset {
                     split_ == Split::train ? "data_batch_1.bin ... data_batch_5.bin" : "test_batch.bin",
                     "; scripts/download_cifar10.sh fetches them)");
       const std::vector<uint8_t> bytes = read_file_bytes(path, "Cifar10Binary");
-      const auto size = static_cast<int64_t>(bytes.size());
-      TESSERA_CHECK(size > 0 && size % kCifar10RecordBytes == 0, "Cifar10Binary: '", path.string(), "' has ", size,
-                    " bytes, not a positive multiple of the ", kCifar10RecordBytes,
-                    "-byte record (1 label + 3072 pixels): the file is truncated or not a CIFAR-10 batch");
-      const int64_t records = size / kCifar10RecordBytes;
-      const int64_t first = static_cast<int64_t>(labels_.size());
-      files_.push_back({path, first});
-      labels_.resize(static_cast<size_t>(first + records));
-      pixels_.resize(static_cast<size_t>((first + records) * kCifar10Channels * plane));
-      for (int64_t r = 0; r < records; ++r) {
-        const uint8_t* record = bytes.data() + r * kCifar10RecordBytes;
-        TESSERA_CHECK(record[0] < kCifar10NumClasses, "Cifar10Binary: record ", r, " of '", path.string(),
-                      "' has label ", static_cast<int>(record[0]), ", expected 0 to ", kCifar10NumClasses - 1,
-                      ": the file is corrupt or not a CIFAR-10 batch");
-        labels_[static_cast<size_t>(first + r)] = record[0];
-        const uint8_t* planes = record + 1;
-        uint8_t* out = pixels_.data() + (first + r) * kCifar10Channels * plane;
-        for (int64_t p = 0; p < plane; ++p)
-          for (int64_t c = 0; c < kCifar10Channels; ++c) out[p * kCifar10Channels + c] = planes[c * plane + p];
-      }
+      files_.push_back({path, static_cast<int64_t>(labels_.size())});
+      detail::append_cifar10_batch(bytes.data(), bytes.size(), path.string(), labels_, pixels_);
     }
   }
 
@@ -130,17 +158,7 @@ class Cifar10Binary final : public Dataset {
     if (!std::filesystem::exists(path, ec)) return cifar10_class_names();
     std::ifstream file(path);
     TESSERA_CHECK(file.good(), "Cifar10Binary: cannot open '", path.string(), "' for reading");
-    std::vector<std::string> names;
-    std::string line;
-    while (std::getline(file, line)) {
-      const auto begin = line.find_first_not_of(" \t\r\n");
-      if (begin == std::string::npos) continue;
-      const auto end = line.find_last_not_of(" \t\r\n");
-      names.push_back(line.substr(begin, end - begin + 1));
-    }
-    TESSERA_CHECK(static_cast<int64_t>(names.size()) == kCifar10NumClasses, "Cifar10Binary: '", path.string(),
-                  "' names ", names.size(), " classes, expected ", kCifar10NumClasses, " (one per line)");
-    return names;
+    return detail::parse_cifar10_class_names(file, path.string());
   }
 
   std::filesystem::path folder_;
@@ -171,6 +189,9 @@ inline Cifar10Location find_cifar10(const std::filesystem::path& root) {
   const auto has_splits = [&](const fs::path& folder) {
     return fs::is_directory(folder / "train", ec) || fs::is_directory(folder / "test", ec);
   };
+  TESSERA_CHECK(fs::is_directory(root, ec) || !fs::exists(root, ec), "open_cifar10: '", root.string(),
+                "' is a file, not a folder: give the folder that holds CIFAR-10 (cifar-10-batches-bin/ of the binary "
+                "layout, or train/ and test/ of image folders)");
   if (has_batches(root / "cifar-10-batches-bin")) return {Cifar10Layout::binary, root / "cifar-10-batches-bin"};
   if (has_batches(root)) return {Cifar10Layout::binary, root};
   if (has_splits(root)) return {Cifar10Layout::image_folder, root};

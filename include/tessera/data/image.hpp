@@ -1,5 +1,5 @@
 // Image (uint8, height x width x channels, interleaved HWC), FloatImage (float, planar CHW), and decode_image,
-// which reads PNG, JPEG and BMP through stb_image.
+// which reads PNG, JPEG and BMP through stb_image after checking what stb does not (a pixel cap, JPEG Huffman tables).
 #pragma once
 
 #include <cassert>
@@ -106,31 +106,142 @@ inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path, c
   return bytes;
 }
 
-// Decodes an encoded PNG, JPEG or BMP held in memory into `channels` channels (1 grey, 2 grey+alpha, 3 RGB,
-// 4 RGBA; stb_image converts). `name` (usually the file) goes into error messages.
-inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int channels = 3) {
-  TESSERA_CHECK(channels >= 1 && channels <= 4, "decode_image: channels must be 1 to 4, got ", channels,
-                " (decoding '", name, "')");
+// The most pixels (width x height) decode_image accepts unless told otherwise: 4096 x 4096, 16.8 megapixels, which
+// holds a 12-megapixel phone photo and caps one decoded RGBA image at 64 MB. A file declaring more is refused before
+// anything is decoded, so a 1-KB file cannot make the decoder allocate gigabytes (docs/reliability.md).
+inline constexpr int64_t kDefaultMaxImagePixels = int64_t{4096} * 4096;
+
+struct DecodeOptions {
+  // Channels of the decoded image: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (stb_image converts).
+  int channels = 3;
+  // The largest width x height accepted; raise it for large photos (memory: width x height x channels bytes,
+  // plus stb_image's working buffers).
+  int64_t max_pixels = kDefaultMaxImagePixels;
+};
+
+namespace detail {
+
+// Checks every Huffman table (DHT segment) of a JPEG before stb_image reads it: stb 2.27 writes past its tables when
+// a table declares more than 256 codes. Walks the markers as stb does — segments by their length, entropy-coded
+// data up to the next marker, single bytes between segments skipped — so it sees every DHT that stb would. Each
+// table (class 0 or 1, id 0 to 3) must declare at most 256 codes in its 16 counts and fit inside its segment, and
+// the segment inside the file. Returns an empty string when the tables are sound, else what is wrong.
+inline std::string check_jpeg_huffman_tables(const uint8_t* bytes, size_t size) {
+  // stb takes the file as a JPEG when it opens with 0xFF, any fill bytes 0xFF, then 0xD8 (SOI).
+  size_t pos = 0;
+  if (size < 2 || bytes[pos++] != 0xFF) return {};
+  while (pos < size && bytes[pos] == 0xFF) ++pos;
+  if (pos >= size || bytes[pos++] != 0xD8) return {};
+  bool in_scan = false;  // after an SOS segment, until the next marker that is not a restart marker
+  while (pos < size) {
+    if (in_scan) {  // entropy-coded bytes: 0xFF 0x00 is a stuffed 0xFF, 0xFF 0xD0..0xD7 a restart marker
+      if (bytes[pos] != 0xFF) {
+        ++pos;
+        continue;
+      }
+      size_t next = pos + 1;
+      while (next < size && bytes[next] == 0xFF) ++next;  // fill bytes
+      if (next >= size) return {};
+      const uint8_t code = bytes[next];
+      if (code == 0x00 || (code >= 0xD0 && code <= 0xD7)) {
+        pos = next + 1;
+        continue;
+      }
+      in_scan = false;
+      pos = next;  // at the marker code
+    } else {  // between segments: skip to a 0xFF, then past fill bytes to the marker code
+      if (bytes[pos] != 0xFF) {
+        ++pos;
+        continue;
+      }
+      while (pos < size && bytes[pos] == 0xFF) ++pos;
+      if (pos >= size) return {};
+    }
+    const uint8_t code = bytes[pos++];
+    if (code == 0xD9) return {};                                                  // EOI
+    if (code == 0xD8 || code == 0x01 || (code >= 0xD0 && code <= 0xD7)) continue;  // no length
+    if (pos + 2 > size) return {};
+    const size_t length = (size_t{bytes[pos]} << 8) | bytes[pos + 1];
+    if (code == 0xC4) {  // DHT: tables of 1 class/id byte, 16 counts, then the values
+      if (length < 2 || pos + length > size)
+        return "a Huffman table segment (DHT) declares " + std::to_string(length) + " bytes, which the file does not hold";
+      size_t at = pos + 2;
+      const size_t end = pos + length;
+      while (at < end) {
+        if (end - at < 17) return "a Huffman table segment (DHT) ends inside a table header";
+        const uint8_t table_class = bytes[at] >> 4, table_id = bytes[at] & 15;
+        if (table_class > 1 || table_id > 3)
+          return "a Huffman table (DHT) has class " + std::to_string(table_class) + " and id " +
+                 std::to_string(table_id) + " (expected class 0 or 1, id 0 to 3)";
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += bytes[at + i];
+        if (codes > 256)
+          return "a Huffman table (DHT) declares " + std::to_string(codes) + " codes, more than the 256 allowed";
+        if (end - at - 17 < codes)
+          return "a Huffman table (DHT) declares " + std::to_string(codes) + " codes but its segment holds " +
+                 std::to_string(end - at - 17) + " values";
+        at += 17 + codes;
+      }
+    }
+    pos += length;
+    if (code == 0xDA) in_scan = true;  // SOS: its header, then entropy-coded data
+  }
+  return {};
+}
+
+}  // namespace detail
+
+// Decodes an encoded PNG, JPEG or BMP held in memory. `name` (usually the file) goes into error messages. Before
+// stb_image sees the bytes, a JPEG's Huffman tables are checked (detail::check_jpeg_huffman_tables); before it
+// decodes, the declared size is checked against options.max_pixels; its allocations are zeroed (data/stb.hpp).
+inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, const DecodeOptions& options) {
+  TESSERA_CHECK(options.channels >= 1 && options.channels <= 4, "decode_image: channels must be 1 to 4, got ",
+                options.channels, " (decoding '", name, "')");
+  TESSERA_CHECK(options.max_pixels > 0, "decode_image: max_pixels must be positive, got ", options.max_pixels);
   TESSERA_CHECK(size > 0, "decode_image: '", name, "' is empty");
   TESSERA_CHECK(size <= static_cast<size_t>(INT_MAX), "decode_image: '", name, "' is too large (", size,
                 " bytes)");
+  // The Huffman tables first: stbi_info_from_memory already reads them (they may come before the frame header).
+  const std::string bad_tables = detail::check_jpeg_huffman_tables(bytes, size);
+  TESSERA_CHECK(bad_tables.empty(), "decode_image: '", name, "' is a corrupt JPEG: ", bad_tables);
   int width = 0, height = 0, file_channels = 0;
-  stbi_uc* decoded = stbi_load_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels, channels);
+  TESSERA_CHECK(stbi_info_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels) != 0,
+                "decode_image: cannot decode '", name, "' as PNG, JPEG or BMP (stb_image: ", stbi_failure_reason(),
+                ")");
+  TESSERA_CHECK(width > 0 && height > 0 && int64_t{width} * height <= options.max_pixels, "decode_image: '", name,
+                "' declares ", width, "x", height, " pixels, more than the limit of ", options.max_pixels,
+                " (DecodeOptions::max_pixels raises it)");
+  stbi_uc* decoded =
+      stbi_load_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels, options.channels);
   TESSERA_CHECK(decoded != nullptr, "decode_image: cannot decode '", name, "' as PNG, JPEG or BMP (stb_image: ",
                 stbi_failure_reason(), ")");
+  // stb read the size again while decoding; the cap holds for what it actually produced too.
+  if (!(width > 0 && height > 0 && int64_t{width} * height <= options.max_pixels)) {
+    stbi_image_free(decoded);
+    ::tessera::detail::fail("decode_image: '", name, "' decoded to ", width, "x", height,
+                            " pixels, more than the limit of ", options.max_pixels);
+  }
   Image image;
   image.height = height;
   image.width = width;
-  image.channels = channels;
+  image.channels = options.channels;
   image.pixels.assign(decoded, decoded + static_cast<size_t>(image.numel()));
   stbi_image_free(decoded);
   return image;
 }
 
+inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int channels = 3) {
+  return decode_image(bytes, size, name, DecodeOptions{.channels = channels});
+}
+
 // Reads and decodes an image file; errors name the file.
-inline Image decode_image(const std::filesystem::path& path, int channels = 3) {
+inline Image decode_image(const std::filesystem::path& path, const DecodeOptions& options) {
   const std::vector<uint8_t> bytes = read_file_bytes(path, "decode_image");
-  return decode_image(bytes.data(), bytes.size(), path.string(), channels);
+  return decode_image(bytes.data(), bytes.size(), path.string(), options);
+}
+
+inline Image decode_image(const std::filesystem::path& path, int channels = 3) {
+  return decode_image(path, DecodeOptions{.channels = channels});
 }
 
 }  // namespace tessera::data

@@ -34,6 +34,8 @@ struct ImageFolderOptions {
   int64_t width = 0;
   // Threads for eager decoding; 0 takes std::thread::hardware_concurrency().
   int decode_threads = 0;
+  // The most pixels an image may declare (DecodeOptions::max_pixels); a larger one is an error before decoding.
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
 namespace detail {
@@ -114,7 +116,7 @@ class ImageFolder final : public Dataset {
                   options_.width);
     std::error_code ec;
     TESSERA_CHECK(fs::is_directory(root_, ec), "ImageFolder: folder '", root_.string(), "' ",
-                  fs::exists(root_, ec) ? "is not a directory" : "does not exist",
+                  fs::exists(root_, ec) ? "is a file, not a folder" : "does not exist",
                   " (expected <root>/<class name>/<image files>)");
 
     std::vector<fs::path> class_dirs;
@@ -193,7 +195,8 @@ class ImageFolder final : public Dataset {
 
  private:
   Image decode(int64_t index) const {
-    return decode_image(files_[static_cast<size_t>(index)], options_.channels);
+    return decode_image(files_[static_cast<size_t>(index)],
+                        DecodeOptions{.channels = options_.channels, .max_pixels = options_.max_image_pixels});
   }
 
   void check_size(const Image& image, int64_t index) const {

@@ -19,6 +19,28 @@
 #define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 
+#include <cstdlib>
+#include <cstring>
+
+namespace tessera::data::detail {
+
+// stb_image's allocations, zeroed: the decoder keeps state in malloc'd blocks that some corrupt files make it read
+// before writing, and zeroed memory turns that undefined read into a defined one (docs/reliability.md).
+inline void* stbi_zeroed_malloc(size_t size) { return std::calloc(1, size == 0 ? 1 : size); }
+inline void* stbi_zeroed_realloc(void* block, size_t old_size, size_t new_size) {
+  void* grown = std::realloc(block, new_size == 0 ? 1 : new_size);
+  if (grown && new_size > old_size) std::memset(static_cast<unsigned char*>(grown) + old_size, 0, new_size - old_size);
+  return grown;
+}
+inline void stbi_free(void* block) { std::free(block); }
+
+}  // namespace tessera::data::detail
+
+#define STBI_MALLOC(size) ::tessera::data::detail::stbi_zeroed_malloc(size)
+#define STBI_REALLOC_SIZED(block, old_size, new_size) \
+  ::tessera::data::detail::stbi_zeroed_realloc(block, old_size, new_size)
+#define STBI_FREE(block) ::tessera::data::detail::stbi_free(block)
+
 #if defined(__clang__)
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Weverything"

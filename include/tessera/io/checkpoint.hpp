@@ -24,6 +24,7 @@
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/safetensors.hpp"
 #include "tessera/nn/config.hpp"
+#include "tessera/nn/json.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/pos_embed.hpp"
 #include "tessera/nn/vision_transformer.hpp"
@@ -121,7 +122,8 @@ inline std::string describe_json_differences(const nlohmann::json& stored, const
     const nlohmann::json a = stored.contains(key) ? stored.at(key) : nlohmann::json("(absent)");
     const nlohmann::json b = expected.contains(key) ? expected.at(key) : nlohmann::json("(absent)");
     if (a == b) continue;
-    out << separator << key << ": checkpoint " << a.dump() << ", model " << b.dump();
+    out << separator << key << ": checkpoint " << tessera::detail::json_excerpt(a) << ", model "
+        << tessera::detail::json_excerpt(b);
     separator = "; ";
   }
   return out.str();
@@ -129,15 +131,10 @@ inline std::string describe_json_differences(const nlohmann::json& stored, const
 
 class CheckpointReader {
  public:
-  explicit CheckpointReader(const std::filesystem::path& path) : path_(path.string()), file_(read(path)) {
-    const Metadata& meta = file_.metadata();
-    const auto format = meta.find("format");
-    if (format == meta.end() || format->second != kCheckpointFormat)
-      fail("is not a tessera checkpoint (its metadata has no \"format\": \"", kCheckpointFormat,
-           "\"); a file of plain model weights loads with io::load_model_weights");
-    const int64_t version = integer("format_version");
-    if (version < 1 || version > kCheckpointVersion)
-      fail("has format_version ", version, ", this build of tessera reads versions 1 to ", kCheckpointVersion);
+  explicit CheckpointReader(const std::filesystem::path& path) : path_(path.string()), file_(read(path)) { check_format(); }
+  // A file already read and validated as safetensors (SafetensorsFile::parse); `name` goes into messages.
+  CheckpointReader(SafetensorsFile file, std::string name) : path_(std::move(name)), file_(std::move(file)) {
+    check_format();
   }
 
   template <class... Parts>
@@ -157,22 +154,33 @@ class CheckpointReader {
     int64_t out = 0;
     try {
       out = std::stoll(value, &used);
-    } catch (const std::exception&) {
+    } catch (const std::exception&) {  // not a number, or out of int64's range
       used = 0;
     }
     if (used == 0 || used != value.size() || out < 0)
-      fail("has metadata \"", key, "\" = \"", value, "\", expected a non-negative integer");
+      fail("has metadata \"", key, "\" = \"", clip(value), "\", expected a non-negative integer");
     return out;
   }
 
+  // The metadata entry `key` parsed as JSON, nesting at most kMaxJsonDepth levels.
   nlohmann::json json(const std::string& key) const {
-    try {
-      return nlohmann::json::parse(text(key));
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("has metadata \"", key, "\" that is not valid JSON (", e.what(), ")");
-    }
+    return tessera::detail::parse_json(text(key), "load_checkpoint: '" + path_ + "' has metadata \"" + key + "\" that");
   }
 
+ private:
+  void check_format() const {
+    const Metadata& meta = file_.metadata();
+    const auto format = meta.find("format");
+    if (format == meta.end() || format->second != kCheckpointFormat)
+      fail("is not a tessera checkpoint (its metadata has no \"format\": \"", kCheckpointFormat,
+           "\"); a file of plain model weights loads with io::load_model_weights");
+    const int64_t version = integer("format_version");
+    if (version < 1 || version > kCheckpointVersion)
+      fail("has format_version ", version, ", this build of tessera reads versions 1 to ", kCheckpointVersion);
+  }
+  static std::string clip(const std::string& text) { return text.size() <= 80 ? text : text.substr(0, 80) + "..."; }
+
+ public:
   CheckpointState state() const {
     CheckpointState s;
     s.epoch = integer("epoch");
@@ -185,7 +193,7 @@ class CheckpointReader {
     if (!rng.is_object()) fail("has metadata \"rng\" that is not a JSON object");
     for (const auto& [name, value] : rng.items()) {
       const auto snapshot = snapshot_from_json(value);
-      if (!snapshot) fail("has a malformed RNG state \"", name, "\": ", value.dump());
+      if (!snapshot) fail("has a malformed RNG state \"", clip(name), "\": ", tessera::detail::json_excerpt(value));
       s.generators.emplace(name, *snapshot);
     }
     return s;

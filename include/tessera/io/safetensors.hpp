@@ -33,6 +33,7 @@
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/detail/atomic_file.hpp"
 #include "tessera/io/detail/float16.hpp"
+#include "tessera/nn/json.hpp"
 
 namespace tessera::io {
 
@@ -153,6 +154,39 @@ Element load_element(const std::byte* bytes, int64_t index) {
   Element value;
   std::memcpy(&value, bytes + static_cast<size_t>(index) * sizeof(Element), sizeof(Element));
   return value;
+}
+
+// A name or value from a file for a message, cut after 80 characters.
+inline std::string clip(std::string_view text) {
+  return text.size() <= 80 ? std::string(text) : std::string(text.substr(0, 80)) + "...";
+}
+
+// What a file that is not safetensors looks like from its first bytes ("a JPEG image"), or nullptr if unknown.
+inline const char* sniff_other_format(std::span<const std::byte> bytes) {
+  const auto starts_with = [&](std::initializer_list<unsigned char> magic, size_t at = 0) {
+    if (bytes.size() < at + magic.size()) return false;
+    size_t i = at;
+    for (unsigned char m : magic)
+      if (bytes[i++] != std::byte{m}) return false;
+    return true;
+  };
+  if (starts_with({0xFF, 0xD8, 0xFF})) return "a JPEG image";
+  if (starts_with({0x89, 'P', 'N', 'G'})) return "a PNG image";
+  if (starts_with({'G', 'I', 'F', '8'})) return "a GIF image";
+  // Two-byte magics also begin plausible header lengths (0x4D42 is 19778): they count only with a non-zero third
+  // byte, which a safetensors header shorter than 16 MB has as zero.
+  const bool third_byte_set = bytes.size() > 2 && bytes[2] != std::byte{0};
+  if (starts_with({'B', 'M'}) && third_byte_set) return "a BMP image";
+  if (starts_with({'R', 'I', 'F', 'F'})) return "a RIFF file (WebP image or WAV)";
+  if (starts_with({'P', 'K', 0x03, 0x04})) return "a ZIP archive (PyTorch .pt/.pth files are ZIP archives of pickles)";
+  if ((starts_with({0x80, 2}) || starts_with({0x80, 3}) || starts_with({0x80, 4}) || starts_with({0x80, 5})) &&
+      third_byte_set)
+    return "a Python pickle (an old PyTorch .pt/.pth file)";
+  if (starts_with({0x1F, 0x8B}) && third_byte_set) return "a gzip archive";
+  if (starts_with({'u', 's', 't', 'a', 'r'}, 257)) return "a tar archive";
+  if (starts_with({0x89, 'H', 'D', 'F'})) return "an HDF5 file (a Keras .h5 model?)";
+  if (starts_with({'G', 'G', 'U', 'F'})) return "a GGUF file";
+  return nullptr;
 }
 
 inline bool is_valid_utf8_json_string(const std::string& s) {
@@ -461,10 +495,18 @@ class SafetensorsFile {
     if (bytes.size() < 8) fail("file is ", bytes.size(), " bytes, shorter than the 8-byte header length");
     uint64_t header_length = 0;
     std::memcpy(&header_length, bytes.data(), 8);
+    const bool too_long = header_length > kMaxHeaderBytes || header_length > bytes.size() - 8;
+    // A header that cannot be, or that does not open a JSON object: say what else the file looks like.
+    if (too_long || (header_length > 0 && bytes[8] != std::byte{'{'}))
+      if (const char* other = detail::sniff_other_format(bytes))
+        fail("not a safetensors file (it starts like ", other, "): a safetensors file begins with the 8-byte length "
+             "of a JSON header");
     if (header_length > kMaxHeaderBytes)
-      fail("header length ", header_length, " exceeds the limit of ", kMaxHeaderBytes, " bytes");
+      fail("header length ", header_length, " exceeds the limit of ", kMaxHeaderBytes,
+           " bytes (is it a safetensors file?)");
     if (header_length > bytes.size() - 8)
-      fail("header length ", header_length, " runs past the end of the file (", bytes.size(), " bytes)");
+      fail("header length ", header_length, " runs past the end of the file (", bytes.size(),
+           " bytes): truncated, or not a safetensors file");
     const auto header_text = reinterpret_cast<const char*>(bytes.data() + 8);
     const uint64_t data_start = 8 + header_length;
     const uint64_t data_size = bytes.size() - data_start;
@@ -484,7 +526,7 @@ class SafetensorsFile {
         read_metadata(value);
         continue;
       }
-      const std::string what = "tensor '" + name + "'";
+      const std::string what = "tensor '" + detail::clip(name) + "'";
       if (!value.is_object()) fail(what, " is described by a JSON ", value.type_name(), ", not an object");
       for (const char* field : {"dtype", "shape", "data_offsets"})
         if (!value.contains(field)) fail(what, " is missing its '", field, "' field");
@@ -495,7 +537,7 @@ class SafetensorsFile {
       const auto dtype = parse_dtype(dtype_text);
       if (!dtype) {
         if (detail::is_unsupported_format_dtype(dtype_text)) fail(what, " has dtype ", dtype_text, ", which tessera does not support");
-        fail(what, " has unknown dtype '", dtype_text, "'");
+        fail(what, " has unknown dtype '", detail::clip(dtype_text), "'");
       }
 
       const auto& shape_value = value["shape"];
@@ -504,16 +546,17 @@ class SafetensorsFile {
       for (const auto& dim : shape_value) {
         const auto d = unsigned_value(dim);
         if (!d || *d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-          fail(what, ": 'shape' ", shape_value.dump(), " must hold non-negative integers");
+          fail(what, ": 'shape' ", tessera::detail::json_excerpt(shape_value), " must hold non-negative integers");
         shape.push_back(static_cast<int64_t>(*d));
       }
 
       const auto& offsets_value = value["data_offsets"];
       if (!offsets_value.is_array() || offsets_value.size() != 2)
-        fail(what, ": 'data_offsets' ", offsets_value.dump(), " must be an array [begin, end]");
+        fail(what, ": 'data_offsets' ", tessera::detail::json_excerpt(offsets_value), " must be an array [begin, end]");
       const auto begin = unsigned_value(offsets_value[0]);
       const auto end = unsigned_value(offsets_value[1]);
-      if (!begin || !end) fail(what, ": 'data_offsets' ", offsets_value.dump(), " must hold non-negative integers");
+      if (!begin || !end)
+        fail(what, ": 'data_offsets' ", tessera::detail::json_excerpt(offsets_value), " must hold non-negative integers");
       if (*begin > *end) fail(what, ": data_offsets [", *begin, ", ", *end, "] are reversed (begin > end)");
       if (*end > data_size)
         fail(what, ": data_offsets [", *begin, ", ", *end, "] reach outside the data buffer of ", data_size, " bytes");
@@ -533,10 +576,11 @@ class SafetensorsFile {
     const Pending* previous = nullptr;
     for (const Pending& p : pending) {
       if (p.begin < cursor)
-        fail("tensor '", p.name, "' at data_offsets [", p.begin, ", ", p.end, "] overlaps tensor '", previous->name,
+        fail("tensor '", detail::clip(p.name), "' at data_offsets [", p.begin, ", ", p.end, "] overlaps tensor '",
+             detail::clip(previous->name),
              "' at [", previous->begin, ", ", previous->end, "]");
       if (p.begin > cursor)
-        fail("gap of ", p.begin - cursor, " bytes in the data buffer before tensor '", p.name, "' at data_offsets [",
+        fail("gap of ", p.begin - cursor, " bytes in the data buffer before tensor '", detail::clip(p.name), "' at data_offsets [",
              p.begin, ", ", p.end, "]: no tensor covers bytes [", cursor, ", ", p.begin, ")");
       cursor = p.end;
       previous = &p;
@@ -569,13 +613,11 @@ class SafetensorsFile {
             duplicate = parsed.get<std::string>();
           return true;
         };
-    nlohmann::ordered_json header;
-    try {
-      header = nlohmann::ordered_json::parse(first, last, track_keys);
-    } catch (const nlohmann::json::exception& e) {
-      fail("header is not valid JSON: ", e.what());
-    }
-    if (!duplicate.empty()) fail("header repeats the key '", duplicate, "' (duplicate keys are ambiguous)");
+    // At most kMaxJsonDepth levels of nesting: a deeper header would overflow the stack in nlohmann's recursion.
+    nlohmann::ordered_json header =
+        tessera::detail::parse_json<nlohmann::ordered_json>(first, last, "safetensors: '" + source_ + "': header", track_keys);
+    if (!duplicate.empty())
+      fail("header repeats the key '", detail::clip(duplicate), "' (duplicate keys are ambiguous)");
     return header;
   }
 
@@ -584,7 +626,7 @@ class SafetensorsFile {
     if (!value.is_object()) fail("'__metadata__' is a JSON ", value.type_name(), ", not an object of strings");
     for (const auto& [key, item] : value.items()) {
       if (!item.is_string())
-        fail("'__metadata__' value for key '", key, "' is a JSON ", item.type_name(), ", but metadata values must be strings");
+        fail("'__metadata__' value for key '", detail::clip(key), "' is a JSON ", item.type_name(), ", but metadata values must be strings");
       metadata_.emplace(key, item.get<std::string>());
     }
   }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,8 +12,16 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/core/error.hpp"
+#include "tessera/nn/json.hpp"
 
 namespace tessera::nn {
+
+// The largest value a size field of ViTConfig (img_size, embed_dim, depth, ...) and the MLP width may take: far beyond
+// any model that fits in memory, and small enough that the products a config derives (num_patches, the stem's
+// downsampling) cannot overflow int64.
+inline constexpr int64_t kMaxConfigSize = 2147483647;  // 2^31 - 1
+// The most stages a convolutional stem may have.
+inline constexpr size_t kMaxStemStages = 32;
 
 struct ViTConfig {
   int64_t img_size = 224;
@@ -99,6 +108,7 @@ struct ViTConfig {
   void validate() const {
     auto positive = [](int64_t v, const char* name) {
       TESSERA_CHECK(v > 0, "ViTConfig: ", name, " must be positive, got ", v);
+      TESSERA_CHECK(v <= kMaxConfigSize, "ViTConfig: ", name, " is ", v, ", more than the limit ", kMaxConfigSize);
     };
     positive(img_size, "img_size");
     positive(patch_size, "patch_size");
@@ -111,8 +121,13 @@ struct ViTConfig {
                   patch_size);
     TESSERA_CHECK(embed_dim % num_heads == 0, "ViTConfig: embed_dim ", embed_dim, " is not divisible by num_heads ",
                   num_heads);
-    TESSERA_CHECK(mlp_ratio > 0.0 && mlp_hidden_dim() > 0, "ViTConfig: mlp_ratio ", mlp_ratio,
-                  " gives an empty MLP for embed_dim ", embed_dim);
+    // Checked as a double before mlp_hidden_dim() converts the product to an integer.
+    TESSERA_CHECK(std::isfinite(mlp_ratio) && mlp_ratio > 0.0 &&
+                      static_cast<double>(embed_dim) * mlp_ratio < static_cast<double>(kMaxConfigSize) + 1.0,
+                  "ViTConfig: mlp_ratio ", mlp_ratio, " must be positive and make an MLP of at most ", kMaxConfigSize,
+                  " units for embed_dim ", embed_dim);
+    TESSERA_CHECK(mlp_hidden_dim() > 0, "ViTConfig: mlp_ratio ", mlp_ratio, " gives an empty MLP for embed_dim ",
+                  embed_dim);
     auto rate = [](double p, const char* name) {
       TESSERA_CHECK(p >= 0.0 && p < 1.0, "ViTConfig: ", name, " must be in [0, 1), got ", p);
     };
@@ -123,9 +138,9 @@ struct ViTConfig {
     rate(drop_path_rate, "drop_path_rate");
     TESSERA_CHECK(layer_norm_eps > 0.0, "ViTConfig: layer_norm_eps must be positive, got ", layer_norm_eps);
     TESSERA_CHECK(weight_init.empty() || weight_init == "jax" || weight_init == "jax_nlhb",
-                  "ViTConfig: weight_init must be \"\", \"jax\" or \"jax_nlhb\", got \"", weight_init, "\"");
+                  "ViTConfig: weight_init must be \"\", \"jax\" or \"jax_nlhb\", got \"", clip(weight_init), "\"");
     TESSERA_CHECK(global_pool == "token" || global_pool == "avg" || global_pool == "seqpool",
-                  "ViTConfig: global_pool must be \"token\", \"avg\" or \"seqpool\", got \"", global_pool,
+                  "ViTConfig: global_pool must be \"token\", \"avg\" or \"seqpool\", got \"", clip(global_pool),
                   "\" (tessera supports these three of timm's pooling modes)");
     TESSERA_CHECK(class_token || global_pool != "token",
                   "ViTConfig: global_pool \"token\" reads the class token, so it needs class_token = true (use "
@@ -133,7 +148,7 @@ struct ViTConfig {
     TESSERA_CHECK(std::isfinite(init_values) && init_values >= 0.0,
                   "ViTConfig: init_values (LayerScale) must be 0 (off) or positive, got ", init_values);
     TESSERA_CHECK(pos_embed == "learn" || pos_embed == "sincos" || pos_embed == "none" || pos_embed.empty(),
-                  "ViTConfig: pos_embed must be \"learn\", \"sincos\", \"none\" or \"\", got \"", pos_embed, "\"");
+                  "ViTConfig: pos_embed must be \"learn\", \"sincos\", \"none\" or \"\", got \"", clip(pos_embed), "\"");
     TESSERA_CHECK(pos_embed != "sincos" || (embed_dim % 4 == 0 && embed_dim >= 8),
                   "ViTConfig: pos_embed \"sincos\" splits embed_dim into four parts of at least 2 (sin and cos of "
                   "x and y), so it needs a multiple of 4 from 8 up, got embed_dim ", embed_dim);
@@ -223,23 +238,21 @@ struct ViTConfig {
     c.validate();
     return c;
   }
+  // Parses `text` (at most kMaxJsonDepth levels of nesting) and reads it with from_json.
   static ViTConfig from_json_string(const std::string& text) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      tessera::detail::fail("ViTConfig::from_json_string: invalid JSON (", e.what(), ")");
-    }
-    return from_json(j);
+    return from_json(tessera::detail::parse_json(text, "ViTConfig::from_json_string: the text"));
   }
 
   friend bool operator==(const ViTConfig&, const ViTConfig&) = default;
 
  private:
   void validate_patch_embedding() const {
+    TESSERA_CHECK(stem_channels.size() <= kMaxStemStages, "ViTConfig: stem_channels has ", stem_channels.size(),
+                  " stages, more than the limit ", kMaxStemStages);
     for (size_t i = 0; i < stem_channels.size(); ++i)
-      TESSERA_CHECK(stem_channels[i] > 0, "ViTConfig: stem_channels must be positive, got ", stem_channels[i],
-                    " for stage ", i, " of ", list(stem_channels));
+      TESSERA_CHECK(stem_channels[i] > 0 && stem_channels[i] <= kMaxConfigSize,
+                    "ViTConfig: stem_channels must be positive and at most ", kMaxConfigSize, ", got ",
+                    stem_channels[i], " for stage ", i, " of ", list(stem_channels));
     TESSERA_CHECK(!stem_channels.empty() || stem_strides.empty(), "ViTConfig: stem_strides ", list(stem_strides),
                   " given without a stem (stem_channels is empty)");
     TESSERA_CHECK(stem_strides.empty() || stem_strides.size() == stem_channels.size(), "ViTConfig: stem_strides ",
@@ -253,8 +266,9 @@ struct ViTConfig {
                   " (the product of its strides ", list(all_stem_strides()),
                   "), which does not divide patch_size ", patch_size);
     const int64_t stride = patch_proj_stride();
-    TESSERA_CHECK(patch_kernel >= 0, "ViTConfig: patch_kernel must be 0 (the projection's stride) or positive, got ",
-                  patch_kernel);
+    TESSERA_CHECK(patch_kernel >= 0 && patch_kernel <= kMaxConfigSize,
+                  "ViTConfig: patch_kernel must be 0 (the projection's stride) or positive and at most ",
+                  kMaxConfigSize, ", got ", patch_kernel);
     TESSERA_CHECK(patch_kernel == 0 || patch_kernel >= stride, "ViTConfig: patch_kernel ", patch_kernel,
                   " is smaller than the final projection's stride ", stride, " (patch_size ", patch_size,
                   " / stem downsampling ", downsampling, "): patches would be skipped");
@@ -269,7 +283,10 @@ struct ViTConfig {
   }
   static std::string list(const std::vector<int64_t>& values) {
     std::string out = "[";
-    for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i == 8) return out + ", ... (" + std::to_string(values.size()) + " values)]";
+      out += (i ? ", " : "") + std::to_string(values[i]);
+    }
     return out + "]";
   }
   static ViTConfig imagenet(int64_t embed_dim, int64_t num_heads) {
@@ -278,35 +295,50 @@ struct ViTConfig {
     c.num_heads = num_heads;
     return c;
   }
+  // An integer field: a JSON integer that fits int64, or a float with an integral value (32.0, not 32.5) inside
+  // int64's range — checked before the conversion, which would be undefined beyond it (1e50).
   static int64_t integer(const std::string& key, const nlohmann::json& v) {
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      TESSERA_CHECK(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), "ViTConfig::from_json: '", key,
+                    "' is ", u, ", out of the range of a 64-bit integer");
+      return static_cast<int64_t>(u);
+    }
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float()) {  // 32.0 is accepted, 32.5 is not
+    if (v.is_number_float()) {
       const double d = v.get<double>();
-      TESSERA_CHECK(std::floor(d) == d, "ViTConfig::from_json: '", key, "' must be an integer, got ", v.dump());
+      TESSERA_CHECK(std::isfinite(d) && std::floor(d) == d, "ViTConfig::from_json: '", key,
+                    "' must be an integer, got ", excerpt(v));
+      constexpr double two_to_63 = 9223372036854775808.0;
+      TESSERA_CHECK(d >= -two_to_63 && d < two_to_63, "ViTConfig::from_json: '", key, "' is ", excerpt(v),
+                    ", out of the range of a 64-bit integer");
       return static_cast<int64_t>(d);
     }
-    tessera::detail::fail("ViTConfig::from_json: '", key, "' must be an integer, got ", v.dump());
+    tessera::detail::fail("ViTConfig::from_json: '", key, "' must be an integer, got ", excerpt(v));
   }
+  static std::string excerpt(const nlohmann::json& v) { return tessera::detail::json_excerpt(v); }
+  // A string value or key for a message, cut after 80 characters.
+  static std::string clip(const std::string& text) { return text.size() <= 80 ? text : text.substr(0, 80) + "..."; }
   static std::vector<int64_t> integers(const std::string& key, const nlohmann::json& v) {
-    TESSERA_CHECK(v.is_array(), "ViTConfig::from_json: '", key, "' must be a list of integers, got ", v.dump());
+    TESSERA_CHECK(v.is_array(), "ViTConfig::from_json: '", key, "' must be a list of integers, got ", excerpt(v));
     std::vector<int64_t> out;
     for (const auto& item : v) out.push_back(integer(key, item));
     return out;
   }
   static double number(const std::string& key, const nlohmann::json& v) {
-    TESSERA_CHECK(v.is_number(), "ViTConfig::from_json: '", key, "' must be a number, got ", v.dump());
+    TESSERA_CHECK(v.is_number(), "ViTConfig::from_json: '", key, "' must be a number, got ", excerpt(v));
     return v.get<double>();
   }
   static bool boolean(const std::string& key, const nlohmann::json& v) {
-    TESSERA_CHECK(v.is_boolean(), "ViTConfig::from_json: '", key, "' must be true or false, got ", v.dump());
+    TESSERA_CHECK(v.is_boolean(), "ViTConfig::from_json: '", key, "' must be true or false, got ", excerpt(v));
     return v.get<bool>();
   }
   static std::string text(const std::string& key, const nlohmann::json& v) {
-    TESSERA_CHECK(v.is_string(), "ViTConfig::from_json: '", key, "' must be a string, got ", v.dump());
+    TESSERA_CHECK(v.is_string(), "ViTConfig::from_json: '", key, "' must be a string, got ", excerpt(v));
     return v.get<std::string>();
   }
   [[noreturn]] static void fail_unknown_key(const std::string& key) {
-    tessera::detail::fail("ViTConfig::from_json: unknown key '", key,
+    tessera::detail::fail("ViTConfig::from_json: unknown key '", clip(key),
                           "' (known: img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, "
                           "mlp_ratio, qkv_bias, drop_rate, pos_drop_rate, attn_drop_rate, proj_drop_rate, "
                           "drop_path_rate, layer_norm_eps, weight_init, class_token, global_pool, fc_norm, "

@@ -154,8 +154,9 @@ class AdamW {
         TESSERA_CHECK(tensor.numel() == 1, "AdamW::load_state_dict: '", key, "' must hold one element, got shape ",
                       tensor.shape());
         const double v = static_cast<double>(tensor.data()[0]);
-        TESSERA_CHECK(v >= 1.0 && std::floor(v) == v, "AdamW::load_state_dict: '", key,
-                      "' must be a positive integer step count, got ", v);
+        // Range-checked before the conversion, which is undefined for inf, NaN and values from 2^63 up.
+        TESSERA_CHECK(v >= 1.0 && v < 9223372036854775808.0 && std::floor(v) == v, "AdamW::load_state_dict: '", key,
+                      "' must be a positive integer step count below 2^63, got ", v);
         s.step = static_cast<int64_t>(v);
       } else if (kind == "exp_avg" || kind == "exp_avg_sq") {
         TESSERA_CHECK(tensor.shape() == shape->second, "AdamW::load_state_dict: '", key, "' has shape ",

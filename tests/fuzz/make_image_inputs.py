@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the image_decode fuzz target (tests/fuzz/corpus/image_decode/) and its regression inputs
+(tests/fuzz/regressions/image_decode/): tiny PNG, JPEG (baseline, progressive, grey, 4:4:4) and BMP files made with
+Pillow, and the crash inputs of issue 17. Usage: python3 tests/fuzz/make_image_inputs.py tests/fuzz"""
+import io
+import struct
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+
+def picture(width, height, mode="RGB"):
+    image = Image.new("RGB", (width, height))
+    image.putdata([((x * 37) % 256, (y * 59) % 256, ((x + y) * 23) % 256) for y in range(height) for x in range(width)])
+    return image.convert(mode)
+
+
+def encoded(image, fmt, **options):
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def segments(jpeg):
+    """(offset of the 0xFF, marker code, segment length) of each marker segment before the first scan."""
+    pos, found = 2, []
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
+        code = jpeg[pos + 1]
+        length = struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
+        found.append((pos, code, length))
+        if code == 0xDA:
+            break
+        pos += 2 + length
+    return found
+
+
+def main(root):
+    corpus = root / "corpus" / "image_decode"
+    regressions = root / "regressions" / "image_decode"
+    corpus.mkdir(parents=True, exist_ok=True)
+    regressions.mkdir(parents=True, exist_ok=True)
+    baseline = encoded(picture(8, 8), "JPEG", quality=75)
+    seeds = {
+        "rgb_8x8_baseline.jpg": baseline,
+        "rgb_16x8_progressive.jpg": encoded(picture(16, 8), "JPEG", quality=60, progressive=True),
+        "rgb_8x8_444.jpg": encoded(picture(8, 8), "JPEG", quality=90, subsampling=0),
+        "grey_8x8.jpg": encoded(picture(8, 8, "L"), "JPEG", quality=75),
+        "rgb_5x3.png": encoded(picture(5, 3), "PNG"),
+        "rgba_4x4.png": encoded(picture(4, 4, "RGBA"), "PNG"),
+        "palette_4x4.png": encoded(picture(4, 4, "P"), "PNG"),
+        "grey_3x2.png": encoded(picture(3, 2, "L"), "PNG"),
+        "rgb_5x3.bmp": encoded(picture(5, 3), "BMP"),
+    }
+    for name, data in seeds.items():
+        (corpus / name).write_bytes(data)
+
+    # Issue 17: a DHT segment declaring more than 256 codes (stb 2.27 writes past its tables), 9 bytes.
+    (regressions / "dht_overflow_9_bytes.jpg").write_bytes(bytes.fromhex("ffd8ffc4001500d9d9"))
+    # The same inside a real JPEG: the first table's 16 counts raised to 300 codes.
+    dht = next(pos for pos, code, _ in segments(baseline) if code == 0xC4)
+    patched = bytearray(baseline)
+    patched[dht + 5:dht + 21] = bytes([0] * 14 + [150, 150])
+    (regressions / "dht_300_codes.jpg").write_bytes(bytes(patched))
+    # Issue 17: a small JPEG declaring 64513 x 3616 pixels (stb decodes it into 1.4 GB).
+    sof = next(pos for pos, code, _ in segments(baseline) if code == 0xC0)
+    patched = bytearray(baseline)
+    patched[sof + 5:sof + 9] = struct.pack(">HH", 3616, 64513)
+    (regressions / "huge_64513x3616.jpg").write_bytes(bytes(patched))
+    # A PNG whose header declares 16384 x 16384 pixels (stb's own limit, 2^30 bytes, lets 800 MB through).
+    png = bytearray(seeds["rgb_5x3.png"])
+    png[16:24] = struct.pack(">II", 16384, 16384)
+    (regressions / "huge_16384x16384.png").write_bytes(bytes(png))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent))

@@ -1,0 +1,237 @@
+// The readers against hostile input, without libFuzzer: every fuzz target's seeds are accepted and every kept crash
+// input (tests/fuzz/regressions) ends in a tessera::Error, through the same entry functions the fuzz targets call;
+// then the limits and messages each fix added (docs/reliability.md).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fuzz/fuzz_entries.hpp"
+#include "test_helpers.hpp"
+
+namespace fs = std::filesystem;
+using namespace tessera;
+
+namespace {
+
+const fs::path kFuzzDir = fs::path(TESSERA_FIXTURES_DIR).parent_path() / "fuzz";
+
+std::vector<uint8_t> read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.is_open());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<fs::path> files_in(const fs::path& dir) {
+  std::vector<fs::path> files;
+  if (fs::is_directory(dir))
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.is_regular_file()) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The message of the tessera::Error that running `entry` on the file throws ("" when it throws none).
+std::string error_of(fuzz::Entry entry, const fs::path& path) {
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  try {
+    entry(bytes.data(), bytes.size());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("tessera_hardening_" + std::to_string(std::random_device{}()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("every seed of every fuzz target is accepted by its entry function") {
+  for (const auto& target : fuzz::kTargets) {
+    const std::vector<fs::path> seeds = files_in(kFuzzDir / "corpus" / target.name);
+    CHECK_MESSAGE(seeds.size() >= 2, target.name);
+    for (const auto& seed : seeds) {
+      const std::string name = seed.string();
+      CHECK_MESSAGE(error_of(target.entry, seed) == "", name);
+    }
+  }
+}
+
+TEST_CASE("every kept crash input ends in a tessera::Error") {
+  size_t total = 0;
+  for (const auto& target : fuzz::kTargets) {
+    for (const auto& input : files_in(kFuzzDir / "regressions" / target.name)) {
+      const std::string name = input.string();
+      const std::string message = error_of(target.entry, input);
+      CHECK_MESSAGE(message != "", name);
+      CHECK_MESSAGE(message.size() < 600, name << ": a message of " << message.size() << " characters");
+      ++total;
+    }
+  }
+  CHECK(total >= 29);
+}
+
+TEST_CASE("each regression input fails for the reason it was kept") {
+  const auto check = [](fuzz::Entry entry, const char* target, const char* file, const std::string& expected) {
+    const std::string message = error_of(entry, kFuzzDir / "regressions" / target / file);
+    CHECK_MESSAGE(message.find(expected) != std::string::npos, file << ": '" << expected << "' not in: " << message);
+  };
+  check(fuzz::safetensors, "safetensors", "shape_overflow_with_zero.safetensors", "more than 2^63 - 1 elements");
+  check(fuzz::safetensors, "safetensors", "shape_overflow_zero_first.safetensors", "more than 2^63 - 1 elements");
+  check(fuzz::safetensors, "safetensors", "nested_100000_levels.safetensors", "more than 64 levels deep");
+  check(fuzz::safetensors, "safetensors", "nested_metadata.safetensors", "more than 64 levels deep");
+  check(fuzz::safetensors, "safetensors", "jpeg.safetensors", "not a safetensors file (it starts like a JPEG image)");
+  check(fuzz::safetensors, "safetensors", "png.safetensors", "not a safetensors file (it starts like a PNG image)");
+  check(fuzz::vit_config, "vit_config", "depth_1e50.json", "'depth' is 1e+50, out of the range of a 64-bit integer");
+  check(fuzz::vit_config, "vit_config", "depth_2e63.json", "out of the range of a 64-bit integer");
+  check(fuzz::vit_config, "vit_config", "depth_minus_1e19.json", "out of the range of a 64-bit integer");
+  check(fuzz::vit_config, "vit_config", "mlp_ratio_1e300.json", "mlp_ratio 1e+300 must be positive and make an MLP");
+  check(fuzz::vit_config, "vit_config", "img_size_grid_overflow.json", "img_size is 4611686018427387904, more than");
+  check(fuzz::vit_config, "vit_config", "stem_100_stages.json", "stem_channels has 100 stages");
+  check(fuzz::vit_config, "vit_config", "nested_100000_levels.json", "more than 64 levels deep");
+  check(fuzz::vit_config, "vit_config", "nested_objects_1000_levels.json", "more than 64 levels deep");
+  check(fuzz::checkpoint, "checkpoint", "config_depth_1e50.safetensors", "out of the range of a 64-bit integer");
+  check(fuzz::checkpoint, "checkpoint", "config_mlp_ratio_1e300.safetensors", "mlp_ratio 1e+300");
+  check(fuzz::checkpoint, "checkpoint", "config_img_size_2e63.safetensors", "out of the range of a 64-bit integer");
+  check(fuzz::checkpoint, "checkpoint", "config_nested_100000_levels.safetensors", "more than 64 levels deep");
+  check(fuzz::checkpoint, "checkpoint", "trainer_nested_100000_levels.safetensors", "\"trainer\" that nests");
+  check(fuzz::checkpoint, "checkpoint", "step_inf.safetensors", "'step.head.bias' must be a positive integer step count");
+  check(fuzz::checkpoint, "checkpoint", "step_1e30.safetensors", "got 1e+30");
+  check(fuzz::checkpoint, "checkpoint", "step_nan.safetensors", "got nan");
+  check(fuzz::checkpoint, "checkpoint", "epoch_1e30.safetensors", "expected a non-negative integer");
+  check(fuzz::image_decode, "image_decode", "dht_overflow_9_bytes.jpg", "corrupt JPEG: a Huffman table segment (DHT)");
+  check(fuzz::image_decode, "image_decode", "dht_300_codes.jpg", "declares 300 codes, more than the 256 allowed");
+  check(fuzz::image_decode, "image_decode", "huge_64513x3616.jpg", "declares 64513x3616 pixels, more than the limit");
+  check(fuzz::image_decode, "image_decode", "huge_16384x16384.png", "declares 16384x16384 pixels");
+  check(fuzz::cifar10_batch, "cifar10_batch", "label_10.bin", "has label 10");
+  check(fuzz::cifar10_batch, "cifar10_batch", "truncated.bin", "not a positive multiple of the 3073-byte record");
+}
+
+TEST_CASE("Shape: the product of the non-zero dimensions must fit int64, wherever a zero is") {
+  const int64_t big = int64_t{1} << 32;
+  test::check_error([&] { (void)Shape{big, big, 0}; }, {"Shape", "more than 2^63 - 1 elements"});
+  test::check_error([&] { (void)Shape{0, big, big}; }, {"Shape", "more than 2^63 - 1 elements"});
+  test::check_error([&] { (void)Shape{big, 0, big, 2}; }, {"Shape", "more than 2^63 - 1 elements"});
+  const Shape empty{0, big, int64_t{1} << 30};  // 2^62 non-zero: fits
+  CHECK(empty.numel() == 0);
+  CHECK(empty.strides()[0] == (int64_t{1} << 62));
+  CHECK(Shape{3, 0, 5}.numel() == 0);
+  test::check_error([&] { (void)Shape{2, 2}.with_dim(0, int64_t{1} << 62); }, {"more than 2^63 - 1 elements"});
+  CHECK(Shape{2, 2}.with_dim(0, int64_t{1} << 61).numel() == (int64_t{1} << 62));
+}
+
+TEST_CASE("JSON: nesting is limited to kMaxJsonDepth and messages hold excerpts, not whole values") {
+  CHECK(kMaxJsonDepth == 64);
+  const std::string at_limit = std::string(64, '[') + std::string(64, ']');
+  CHECK(tessera::detail::parse_json(at_limit, "test").is_array());
+  const std::string over = std::string(65, '[') + std::string(65, ']');
+  test::check_error([&] { (void)tessera::detail::parse_json(over, "the value"); },
+                    {"the value nests arrays and objects more than 64 levels deep"});
+  // A one-megabyte string and a long list in a config: the message quotes a short excerpt.
+  const std::string long_text = "{\"depth\":\"" + std::string(1'000'000, 'x') + "\"}";
+  try {
+    (void)nn::ViTConfig::from_json_string(long_text);
+    FAIL("expected tessera::Error");
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("'depth' must be an integer, got \"xxxx") != std::string::npos);
+    CHECK(message.size() < 300);
+  }
+  std::string long_list = "{\"depth\":[";
+  for (int i = 0; i < 100000; ++i) long_list += (i ? ",[1,[2,[3]]]" : "[1,[2,[3]]]");
+  long_list += "]}";
+  try {
+    (void)nn::ViTConfig::from_json_string(long_list);
+    FAIL("expected tessera::Error");
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("got [[1,[...]],[1,[...]],") != std::string::npos);
+    CHECK(message.size() < 300);
+  }
+  CHECK(tessera::detail::json_excerpt(nlohmann::json::parse(R"({"a":[1,2],"b":"c"})")) == R"({"a":[1,2],"b":"c"})");
+}
+
+TEST_CASE("decode_image: the pixel cap is checked before decoding and can be raised") {
+  CHECK(data::kDefaultMaxImagePixels == 4096 * 4096);
+  const std::vector<uint8_t> jpeg = read_bytes(kFuzzDir / "corpus" / "image_decode" / "rgb_16x8_progressive.jpg");
+  test::check_error([&] { (void)data::decode_image(jpeg.data(), jpeg.size(), "p.jpg", {.max_pixels = 127}); },
+                    {"p.jpg", "declares 16x8 pixels, more than the limit of 127", "DecodeOptions::max_pixels"});
+  const data::Image image = data::decode_image(jpeg.data(), jpeg.size(), "p.jpg", {.max_pixels = 128});
+  CHECK(image.width == 16);
+  CHECK(image.height == 8);
+  // The cap applies to image folders too.
+  TempDir dir;
+  fs::create_directories(dir.path / "cat");
+  std::ofstream(dir.path / "cat" / "a.jpg", std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+  data::ImageFolderOptions options;
+  options.max_image_pixels = 100;
+  test::check_error([&] { (void)data::ImageFolder(dir.path, options); }, {"a.jpg", "more than the limit of 100"});
+  options.max_image_pixels = 128;
+  CHECK(data::ImageFolder(dir.path, options).size() == 1);
+}
+
+TEST_CASE("check_jpeg_huffman_tables passes every seed JPEG and names what is wrong in a bad one") {
+  for (const auto& path : files_in(kFuzzDir / "corpus" / "image_decode")) {
+    const std::vector<uint8_t> bytes = read_bytes(path);
+    const std::string name = path.string();
+    CHECK_MESSAGE(data::detail::check_jpeg_huffman_tables(bytes.data(), bytes.size()) == "", name);
+  }
+  // SOI, then a DHT of class 2: stb accepts only classes 0 and 1.
+  const std::vector<uint8_t> bad_class = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0,    0,    0,    0,    0,    0,    0,    0xFF, 0xD9};
+  CHECK(data::detail::check_jpeg_huffman_tables(bad_class.data(), bad_class.size()).find("class 2") !=
+        std::string::npos);
+  // A table declaring 2 codes in a segment that holds 1 value.
+  const std::vector<uint8_t> short_values = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x14, 0x00, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             0,    0,    0,    0,    0,    0,    0,    7, 0xFF, 0xD9};
+  CHECK(data::detail::check_jpeg_huffman_tables(short_values.data(), short_values.size())
+            .find("declares 2 codes but its segment holds 1 values") != std::string::npos);
+  // A DHT after a scan (as progressive JPEGs have): found behind entropy-coded bytes, stuffing and a restart marker.
+  const std::vector<uint8_t> after_scan = {0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0,
+                                           0x56, 0xFF, 0xFF, 0xC4, 0x00, 0x13, 0x00, 200,  200,  0,    0,    0,
+                                           0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0xFF};
+  CHECK(data::detail::check_jpeg_huffman_tables(after_scan.data(), after_scan.size()).find("declares 400 codes") !=
+        std::string::npos);
+}
+
+TEST_CASE("a file given where a data folder is expected: 'is a file, not a folder'") {
+  TempDir dir;
+  const fs::path file = dir.path / "hostname";
+  std::ofstream(file) << "machine\n";
+  test::check_error([&] { (void)data::open_cifar10(file, "train"); }, {file.string(), "is a file, not a folder"});
+  test::check_error([&] { data::ImageFolder folder(file); }, {file.string(), "is a file, not a folder"});
+}
+
+TEST_CASE("safetensors: files of other formats are named, safetensors-like headers keep the precise message") {
+  const auto parse = [](const std::string& text) {
+    std::vector<std::byte> bytes(text.size());
+    std::memcpy(bytes.data(), text.data(), text.size());
+    (void)io::SafetensorsFile::parse(std::move(bytes), "x.safetensors");
+  };
+  test::check_error([&] { parse(std::string("PK\x03\x04\x14\x00\x00\x00\x08\x00", 10)); },
+                    {"x.safetensors", "not a safetensors file (it starts like a ZIP archive"});
+  test::check_error([&] { parse(std::string("\x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00", 10)); },
+                    {"it starts like a Python pickle"});
+  test::check_error([&] { parse(std::string("BM\x36\x00\x0c\x00\x00\x00\x00\x00\x36\x00", 12)); },
+                    {"it starts like a BMP image"});
+  // A header length of 19778 ('B', 'M', then zeros) in a short file is a truncated safetensors file, not a BMP.
+  test::check_error([&] { parse(std::string("BM\x00\x00\x00\x00\x00\x00{}", 10)); },
+                    {"header length 19778 runs past the end of the file (10 bytes): truncated, or not a safetensors"});
+}
