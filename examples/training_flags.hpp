@@ -20,6 +20,7 @@
 
 #include <tessera/core/threads.hpp>
 #include <tessera/nn/config.hpp>
+#include <tessera/train/stop_signals.hpp>
 #include <tessera/train/subset.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -135,8 +136,31 @@ struct TrainingFlags {
     app.add_option("--resume", resume_path, "Continue from this checkpoint (same flags as the run that wrote it)");
   }
 
+  // The flag that sets each TrainerOptions field (and the dataset sizes that resume compares), so that the trainer's
+  // errors name what the user typed.
+  static std::map<std::string, std::string, std::less<>> flag_names() {
+    return {{"epochs", "--epochs"},
+            {"batch_size", "--batch"},
+            {"lr", "--lr"},
+            {"min_lr", "--min-lr"},
+            {"warmup_epochs", "--warmup-epochs"},
+            {"decay", "--decay"},
+            {"weight_decay", "--wd"},
+            {"label_smoothing", "--label-smoothing"},
+            {"time_budget_minutes", "--time-budget"},
+            {"ema_decay", "--ema"},
+            {"mix", "--mixup/--cutmix"},
+            {"seed", "--seed"},
+            {"workers", "--workers"},
+            {"max_steps", "--max-steps"},
+            {"eval_every", "--eval-every"},
+            {"train_samples", "--train-limit/--val-split (training images)"},
+            {"test_samples", "--test-limit/--val-split (evaluation images)"}};
+  }
+
   // After parsing: checks the recipe, sets the thread count and the trainer's output paths.
   void apply() {
+    options.field_names = flag_names();
     if (!decay.empty())
       options.decay = decay == "linear" ? tessera::optim::Decay::linear : tessera::optim::Decay::cosine;
     options.validate();
@@ -176,12 +200,26 @@ inline tessera::nn::ViTConfig patched(const tessera::nn::ViTConfig& config, cons
   return out;
 }
 
-// Prints the trainer's summary, resumes when --resume was given, trains, and prints where the results went.
+// The exit status of a run that Ctrl-C (SIGINT) or SIGTERM stopped after saving: 128 + the signal's number, what
+// a shell reports for a program the signal killed (130 for SIGINT, 143 for SIGTERM).
+inline int interrupted_exit_status(int signal_number) { return 128 + signal_number; }
+
+// Prints the trainer's summary, resumes when --resume was given, trains, and prints where the results went. The
+// first Ctrl-C or SIGTERM ends the run after the step under way with a checkpoint of where it stands (exit status
+// interrupted_exit_status); a second one quits at once.
 template <class Trainer>
 int run_training(Trainer& trainer, const TrainingFlags& flags) {
   std::cout << trainer.summary() << std::endl;
   if (!flags.resume_path.empty()) trainer.resume(flags.resume_path);
+  tessera::train::StopOnSignals stop_on_signals;
   const auto rows = trainer.fit();
+  if (const int signal_number = trainer.interrupted(); signal_number != 0) {
+    if (!flags.save_path.empty())
+      std::cout << "to continue, run the same command with --resume " << flags.save_path.string() << "\n";
+    std::cout << "exit status " << interrupted_exit_status(signal_number) << " (stopped by "
+              << tessera::train::signal_name(signal_number) << ")" << std::endl;
+    return interrupted_exit_status(signal_number);
+  }
   if (rows.empty()) {
     std::cout << "nothing to do: the run is already at step " << trainer.global_step() << "\n";
     return 0;

@@ -33,9 +33,11 @@ class CsvLog {
   CsvLog() = default;  // no file: rows are kept in memory only
   explicit CsvLog(std::filesystem::path path) : path_(std::move(path)) {}
 
-  // Keeps the rows of an earlier run up to and including `last_epoch` (for --resume).
-  void load_existing(int last_epoch) {
-    if (path_.empty() || !std::filesystem::exists(path_)) return;
+  // Keeps the rows of an earlier run up to and including `last_epoch` and `last_step` (for --resume; save() then
+  // writes the file without the others) and returns how many rows it left out.
+  size_t load_existing(int last_epoch, int64_t last_step = std::numeric_limits<int64_t>::max()) {
+    size_t dropped = 0;
+    if (path_.empty() || !std::filesystem::exists(path_)) return dropped;
     std::ifstream in(path_);
     std::string line;
     TESSERA_CHECK(std::getline(in, line) && line == kCsvHeader, "CsvLog: ", path_.string(),
@@ -57,12 +59,19 @@ class CsvLog {
       } catch (const std::exception&) {
         ::tessera::detail::fail("CsvLog: cannot parse the line '", line, "' of ", path_.string());
       }
-      if (row.epoch <= last_epoch) rows_.push_back(row);
+      if (row.epoch <= last_epoch && row.step <= last_step) rows_.push_back(row);
+      else ++dropped;
     }
+    return dropped;
   }
 
   void append(const EpochRow& row) {
     rows_.push_back(row);
+    save();
+  }
+
+  // Writes the rows held to the file (atomically; nothing without a path).
+  void save() const {
     if (!path_.empty()) write();
   }
 

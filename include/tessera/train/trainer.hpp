@@ -1,10 +1,14 @@
 // Trainer: the training loop of an image classifier — AdamW with the weight-decay split, per-step linear warmup then
 // cosine schedule, label-smoothed cross-entropy — with test accuracy, a CSV row and a checkpoint after every epoch,
-// a progress display, and resume from a checkpoint that reproduces the uninterrupted run exactly.
+// a progress display, and resume from a checkpoint that reproduces the uninterrupted run exactly. Kill-safe: the CSV
+// row goes to disk before the checkpoint (resume drops rows beyond its checkpoint), a stop request (Ctrl-C, through
+// StopOnSignals) ends the run after the step under way with a mid-epoch checkpoint, and a non-finite loss stops it
+// without touching the last checkpoint.
 #pragma once
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -12,12 +16,14 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -31,6 +37,7 @@
 #include "tessera/data/mix.hpp"
 #include "tessera/data/transforms.hpp"
 #include "tessera/io/checkpoint.hpp"
+#include "tessera/io/detail/atomic_file.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/vision_transformer.hpp"
 #include "tessera/optim/adamw.hpp"
@@ -42,6 +49,7 @@
 #include "tessera/train/csv_log.hpp"
 #include "tessera/train/progress.hpp"
 #include "tessera/train/step.hpp"
+#include "tessera/train/stop_signals.hpp"
 
 namespace tessera::train {
 
@@ -84,37 +92,52 @@ struct TrainerOptions {
   // The Normalize constants of the transforms; with the train set's class names they are recorded in every
   // checkpoint as a ClassifierInfo, for classify and visualize_attention. Empty: not recorded.
   std::vector<float> normalize_mean, normalize_std;
+  // Read between steps: once it holds a non-zero value (for StopOnSignals, the signal's number) the run ends after
+  // the step under way, writes the CSV row and a checkpoint of where it stands, inside an epoch if it is, and fit()
+  // returns with interrupted() set. nullptr: never.
+  const std::atomic<int>* stop_request = &signal_stop_request();
+  // How error messages name the fields of this struct (and "train_samples", "test_samples", the dataset sizes):
+  // a program maps them to its flags, e.g. {"label_smoothing", "--label-smoothing"}; unmapped fields keep their names.
+  std::map<std::string, std::string, std::less<>> field_names;
+
+  // The name of `field` in messages: its entry in field_names, else the field's own name.
+  std::string name_of(std::string_view field) const {
+    const auto found = field_names.find(field);
+    return found != field_names.end() ? found->second : std::string(field);
+  }
 
   bool budgeted() const { return time_budget_minutes > 0.0; }
   bool mixing() const { return mix.mixup_alpha > 0.0 || mix.cutmix_alpha > 0.0; }
 
   void validate() const {
-    TESSERA_CHECK(epochs >= 1, "TrainerOptions: epochs must be at least 1, got ", epochs);
-    TESSERA_CHECK(std::isfinite(time_budget_minutes) && time_budget_minutes >= 0.0,
-                  "TrainerOptions: time_budget_minutes must be >= 0, got ", time_budget_minutes);
-    TESSERA_CHECK(batch_size >= 1, "TrainerOptions: batch_size must be at least 1, got ", batch_size);
-    TESSERA_CHECK(eval_batch_size >= 1, "TrainerOptions: eval_batch_size must be at least 1, got ", eval_batch_size);
-    TESSERA_CHECK(std::isfinite(lr) && lr > 0.0, "TrainerOptions: lr must be positive, got ", lr);
-    TESSERA_CHECK(std::isfinite(min_lr) && min_lr >= 0.0 && min_lr <= lr, "TrainerOptions: min_lr must be in [0, lr = ",
-                  lr, "], got ", min_lr);
+    // "TrainerOptions: lr must be positive" for a library user, "--lr must be positive" for a program's flags.
+    const std::string where = field_names.empty() ? "TrainerOptions: " : "";
+    const auto n = [&](std::string_view field) { return where + name_of(field); };
+    TESSERA_CHECK(epochs >= 1, n("epochs"), " must be at least 1, got ", epochs);
+    TESSERA_CHECK(std::isfinite(time_budget_minutes) && time_budget_minutes >= 0.0, n("time_budget_minutes"),
+                  " must be >= 0, got ", time_budget_minutes);
+    TESSERA_CHECK(batch_size >= 1, n("batch_size"), " must be at least 1, got ", batch_size);
+    TESSERA_CHECK(eval_batch_size >= 1, n("eval_batch_size"), " must be at least 1, got ", eval_batch_size);
+    TESSERA_CHECK(std::isfinite(lr) && lr > 0.0, n("lr"), " must be positive, got ", lr);
+    TESSERA_CHECK(std::isfinite(min_lr) && min_lr >= 0.0 && min_lr <= lr, n("min_lr"), " must be in [0, ",
+                  name_of("lr"), " = ", lr, "], got ", min_lr);
     TESSERA_CHECK(std::isfinite(warmup_epochs) && warmup_epochs >= 0.0 &&
                       (budgeted() || warmup_epochs <= static_cast<double>(epochs)),
-                  "TrainerOptions: warmup_epochs must be in [0, epochs = ", epochs, "], got ", warmup_epochs);
-    TESSERA_CHECK(weight_decay >= 0.0, "TrainerOptions: weight_decay must be >= 0, got ", weight_decay);
-    TESSERA_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0,
-                  "TrainerOptions: label_smoothing must be in [0, 1), got ", label_smoothing);
-    TESSERA_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "TrainerOptions: ema_decay must be in [0, 1), got ",
-                  ema_decay);
+                  n("warmup_epochs"), " must be in [0, ", name_of("epochs"), " = ", epochs, "], got ", warmup_epochs);
+    TESSERA_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0, n("weight_decay"), " must be >= 0, got ",
+                  weight_decay);
+    TESSERA_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0, n("label_smoothing"), " must be in [0, 1), got ",
+                  label_smoothing);
+    TESSERA_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, n("ema_decay"), " must be in [0, 1), got ", ema_decay);
     TESSERA_CHECK(mix.mixup_alpha >= 0.0 && mix.cutmix_alpha >= 0.0 && mix.switch_prob >= 0.0 &&
                       mix.switch_prob <= 1.0 && mix.prob >= 0.0 && mix.prob <= 1.0,
-                  "TrainerOptions: mix needs alphas >= 0 and probabilities in [0, 1], got mixup_alpha ",
-                  mix.mixup_alpha, ", cutmix_alpha ", mix.cutmix_alpha, ", switch_prob ", mix.switch_prob, ", prob ",
-                  mix.prob);
-    TESSERA_CHECK(max_steps >= 0, "TrainerOptions: max_steps must be >= 0, got ", max_steps);
-    TESSERA_CHECK(eval_every >= 0, "TrainerOptions: eval_every must be >= 0, got ", eval_every);
-    TESSERA_CHECK(workers >= 0, "TrainerOptions: workers must be >= 0, got ", workers);
-    TESSERA_CHECK(normalize_mean.size() == normalize_std.size(), "TrainerOptions: normalize_mean has ",
-                  normalize_mean.size(), " values and normalize_std ", normalize_std.size());
+                  n("mix"), " needs alphas >= 0 and probabilities in [0, 1], got mixup_alpha ", mix.mixup_alpha,
+                  ", cutmix_alpha ", mix.cutmix_alpha, ", switch_prob ", mix.switch_prob, ", prob ", mix.prob);
+    TESSERA_CHECK(max_steps >= 0, n("max_steps"), " must be >= 0, got ", max_steps);
+    TESSERA_CHECK(eval_every >= 0, n("eval_every"), " must be >= 0, got ", eval_every);
+    TESSERA_CHECK(workers >= 0, n("workers"), " must be >= 0, got ", workers);
+    TESSERA_CHECK(normalize_mean.size() == normalize_std.size(), where, "normalize_mean has ", normalize_mean.size(),
+                  " values and normalize_std ", normalize_std.size());
   }
 
   // The recipe fields as a JSON object (what a checkpoint records and resume compares). Options added after the
@@ -192,8 +215,9 @@ class Trainer {
   }
 
   // Continues from a checkpoint written by a Trainer with the same recipe and datasets: loads the model, the
-  // optimizer, the position in the run, a budgeted run's plan and the model's generator, and keeps the CSV rows of
-  // the finished epochs.
+  // optimizer, the position in the run, a budgeted run's plan and the model's generator, and keeps the CSV rows up to
+  // the checkpoint's position (a row beyond it, left by a kill during the checkpoint's save or by a stop inside an
+  // epoch, is dropped from the file at once: the run redoes that epoch).
   void resume(const std::filesystem::path& checkpoint) {
     const io::CheckpointState peek = io::read_checkpoint_state(checkpoint);
     const nlohmann::json stored_recipe = peek.trainer.value("recipe", nlohmann::json());
@@ -236,24 +260,44 @@ class Trainer {
     resumed_ = true;
     const auto generator = state.generators.find("model");
     if (generator != state.generators.end()) model_.generator().restore(generator->second);
-    csv_.load_existing(static_cast<int>(epoch_));
+    const size_t dropped = csv_.load_existing(static_cast<int>(epoch_), global_step_);
+    if (dropped > 0) csv_.save();
+    std::error_code not_same;
+    if (!options_.checkpoint.empty() && std::filesystem::equivalent(checkpoint, options_.checkpoint, not_same))
+      saved_step_ = global_step_;
     message("resumed from " + checkpoint.string() + " at epoch " + std::to_string(epoch_) + ", step " +
-            std::to_string(global_step_));
+            std::to_string(global_step_) +
+            (dropped > 0 ? "; dropped " + std::to_string(dropped) + " CSV row(s) beyond that point from " +
+                               options_.csv.string()
+                         : std::string()));
   }
 
   // Trains from the current position to the end of the run (the last epoch, or a budgeted run's planned steps), or
   // until max_steps; returns the rows written by this call: one per epoch, and one for a partial epoch when the run
   // stops inside it.
+  // A stop request (TrainerOptions::stop_request) ends it after the step under way: the rows and the checkpoint then
+  // describe where it stopped, and interrupted() names the request. A non-finite loss throws, naming the step, before
+  // anything of that step is saved.
   std::vector<EpochRow> fit() {
     session_start_ = Clock::now();
     session_first_step_ = global_step_;
+    interrupted_ = 0;
+    remove_stale_temporaries();
     std::vector<EpochRow> rows;
-    while (!run_over()) {
+    while (!run_over() && !stop_requested()) {
       const EpochProgress progress = train_epoch();
+      if (progress.images == 0 && stop_requested()) break;  // stopped before its first step: nothing new to save
       rows.push_back(end_epoch(progress));
+    }
+    if (stop_requested() && !run_over()) {
+      interrupted_ = options_.stop_request->load();
+      report_interruption();
     }
     return rows;
   }
+
+  // The stop request that ended the last fit() before the end of the run (a signal's number), or 0.
+  int interrupted() const { return interrupted_; }
 
   // Writes the model, the optimizer and the position in the run to `path` (what fit() does after each epoch). With
   // a weight average, "model." holds the average and kTrainedPrefix the trained weights.
@@ -371,7 +415,7 @@ class Trainer {
     model_.train();
     train_loader_.start_epoch(epoch_, batch_in_epoch_);
     train_loader_.take_wait_seconds();
-    while (!run_over()) {
+    while (!run_over() && !stop_requested()) {
       const auto step_start = Clock::now();
       std::optional<data::Batch> batch = train_loader_.next();
       if (!batch) break;
@@ -386,8 +430,11 @@ class Trainer {
       } else {
         loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
       }
-      TESSERA_CHECK(std::isfinite(loss), "Trainer: the loss became ", loss, " at step ", global_step_ + 1,
-                    " (epoch ", epoch_ + 1, "); try a lower learning rate");
+      if (!std::isfinite(loss))
+        ::tessera::detail::fail("Trainer: the loss became ", loss, " at step ", global_step_ + 1, " (epoch ",
+                                epoch_ + 1, ", batch ", batch_in_epoch_ + 1, " of ", steps_per_epoch_,
+                                "); stopping without saving: ", last_good_checkpoint(),
+                                "; try a lower learning rate");
       epoch_loss_sum_ += static_cast<double>(loss);
       ++batch_in_epoch_;
       ++global_step_;
@@ -403,11 +450,14 @@ class Trainer {
     return progress;
   }
 
-  // After an epoch, or the part of one that ends the run: evaluates (at every eval_every-th epoch end and at the end
-  // of the run), prints the line, writes the checkpoint and the CSV row.
+  // After an epoch, or the part of one that ends the run or that a stop request cut short: evaluates (at every
+  // eval_every-th epoch end and at the end of the run; never for a stop request inside an epoch), prints the line,
+  // writes the CSV row, then the checkpoint. In that order, a kill between the two leaves a row beyond the
+  // checkpoint, which resume drops, rather than a checkpoint whose row is lost.
   EpochRow end_epoch(const EpochProgress& progress) {
     const bool complete = batch_in_epoch_ == steps_per_epoch_;
     const bool last = run_over();
+    const bool stopping = !complete && !last && stop_requested();
     const bool scheduled_eval = options_.eval_every > 0 && (progress.epoch + 1) % options_.eval_every == 0;
     double eval_seconds = 0.0;
     EpochRow row;
@@ -415,7 +465,7 @@ class Trainer {
     row.step = global_step_;
     row.train_loss = batch_in_epoch_ > 0 ? epoch_loss_sum_ / static_cast<double>(batch_in_epoch_) : 0.0;
     row.test_accuracy = std::numeric_limits<double>::quiet_NaN();
-    if (last || (scheduled_eval && !behind_budget())) {
+    if (last || (scheduled_eval && !stopping && !behind_budget())) {
       const auto eval_start = Clock::now();
       row.test_accuracy = evaluate_test().percent();
       eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
@@ -430,7 +480,8 @@ class Trainer {
     }
 
     std::ostringstream line;
-    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label() << (complete ? "" : " (stopped early)")
+    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label()
+         << (complete ? "" : stopping ? " (interrupted)" : " (stopped early)")
          << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
     if (std::isnan(row.test_accuracy)) line << "  (not evaluated)";
     else line << "  test_acc " << row.test_accuracy << "%";
@@ -438,12 +489,44 @@ class Trainer {
          << progress.data_wait_seconds << " s  eval " << eval_seconds << " s  elapsed "
          << format_duration(row.elapsed_seconds);
     message(line.str());
+    csv_.append(row);
     if (!options_.checkpoint.empty()) {
       save_checkpoint(options_.checkpoint, row.elapsed_seconds);
+      saved_step_ = global_step_;
       message("saved " + options_.checkpoint.string());
     }
-    csv_.append(row);
     return row;
+  }
+
+  // ---- interruptions ----
+
+  bool stop_requested() const { return options_.stop_request != nullptr && options_.stop_request->load() != 0; }
+
+  // Removes the temporary files that a kill during a save left beside the checkpoint and the CSV.
+  void remove_stale_temporaries() {
+    for (const std::filesystem::path& destination : {options_.checkpoint, options_.csv})
+      for (const std::filesystem::path& removed : io::detail::remove_stale_temporaries(destination))
+        message("removed " + removed.string() + ", left by a save that was interrupted");
+  }
+
+  // What a run stopped early by a stop request says: where it stopped and what it saved.
+  void report_interruption() {
+    std::ostringstream text;
+    text << "stopped by " << signal_name(interrupted_) << " at step " << global_step_ << " (epoch " << epoch_ + 1
+         << ", batch " << batch_in_epoch_ << " of " << steps_per_epoch_ << "): ";
+    if (saved_step_ == global_step_)
+      text << "the checkpoint " << options_.checkpoint.string() << " holds this step; resume from it to continue";
+    else
+      text << "no checkpoint holds this step: " << last_good_checkpoint();
+    if (!options_.csv.empty()) text << "; the CSV " << options_.csv.string() << " ends at the same point";
+    message(text.str());
+  }
+
+  // The checkpoint on disk, for messages when the run stops: the step it holds, or why there is none.
+  std::string last_good_checkpoint() const {
+    if (options_.checkpoint.empty()) return "no checkpoint path was given";
+    if (saved_step_ < 0) return "this run has not written " + options_.checkpoint.string() + " yet";
+    return options_.checkpoint.string() + " still holds step " + std::to_string(saved_step_) + ", the last good state";
   }
 
   // ---- where the run ends ----
@@ -500,6 +583,7 @@ class Trainer {
     if (!options_.checkpoint.empty()) {
       const auto save_start = Clock::now();
       save_checkpoint(options_.checkpoint, elapsed_before_ + seconds_in_session());
+      saved_step_ = global_step_;
       plan.checkpoint_seconds = std::chrono::duration<double>(Clock::now() - save_start).count();
     }
     const BudgetInputs inputs{.budget = budget_seconds(),
@@ -595,7 +679,8 @@ class Trainer {
     return recipe;
   }
 
-  static std::string describe_differences(const nlohmann::json& stored, const nlohmann::json& current) {
+  // "lr: checkpoint 0.003, this run 0.001; ...", each setting named as options_.name_of says (a program's flag).
+  std::string describe_differences(const nlohmann::json& stored, const nlohmann::json& current) const {
     if (!stored.is_object()) return "the checkpoint records no settings";
     std::set<std::string> keys;
     for (const auto& [key, value] : stored.items()) keys.insert(key);
@@ -605,7 +690,7 @@ class Trainer {
       const std::string a = stored.contains(key) ? stored.at(key).dump() : "(absent)";
       const std::string b = current.contains(key) ? current.at(key).dump() : "(absent)";
       if (a == b) continue;
-      out += (out.empty() ? "" : "; ") + key + ": checkpoint " + a + ", this run " + b;
+      out += (out.empty() ? "" : "; ") + options_.name_of(key) + ": checkpoint " + a + ", this run " + b;
     }
     return out;
   }
@@ -636,6 +721,8 @@ class Trainer {
   std::optional<BudgetPlan> plan_;  // a budgeted run's length, once measured (or resumed)
   bool resumed_ = false;
   bool stopped_for_budget_ = false;
+  int interrupted_ = 0;       // the stop request that ended the last fit() early, or 0
+  int64_t saved_step_ = -1;   // the step options_.checkpoint holds when this Trainer wrote or resumed it; -1: unknown
   Clock::time_point session_start_ = Clock::now();  // when this fit() began
   int64_t session_first_step_ = 0;
   double timed_step_seconds_ = 0.0;  // steps of this session after the untimed ones

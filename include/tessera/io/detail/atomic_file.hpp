@@ -1,5 +1,6 @@
 // write_file_atomically: writes byte chunks to a temporary file beside the destination, flushes it to disk and
-// renames it over the destination, so a reader sees either the old file or the complete new one.
+// renames it over the destination, so a reader sees either the old file or the complete new one;
+// remove_stale_temporaries: clears the temporary files a killed writer left.
 #pragma once
 
 #include <cerrno>
@@ -31,6 +32,28 @@ inline std::filesystem::path temporary_path_beside(const std::filesystem::path& 
   temporary += ".tmp-";
   temporary += hex;
   return temporary;
+}
+
+// Removes what a killed write_file_atomically leaves behind: the files beside `destination` named like
+// temporary_path_beside's ("<name>.tmp-" and 16 hex digits), nothing else. Returns the paths removed. Call it only
+// where no other process writes `destination` at the same time (a program's start, say).
+inline std::vector<std::filesystem::path> remove_stale_temporaries(const std::filesystem::path& destination) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> removed;
+  if (destination.empty() || !destination.has_filename()) return removed;
+  const fs::path folder = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
+  const std::string prefix = destination.filename().string() + ".tmp-";
+  std::error_code error;
+  fs::directory_iterator entries(folder, error);
+  if (error) return removed;
+  for (const fs::directory_entry& entry : entries) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() != prefix.size() + 16 || !name.starts_with(prefix)) continue;
+    if (name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
+    if (!entry.is_regular_file(error) || entry.is_symlink(error)) continue;
+    if (fs::remove(entry.path(), error)) removed.push_back(entry.path());
+  }
+  return removed;
 }
 
 // Writes the concatenation of `chunks` to `destination`. On any failure the temporary file is removed, the
