@@ -25,7 +25,7 @@ template <class F>
 void for_each_strided_row(const int64_t* strides, const int64_t* dims, int rank, F visit) {
   int64_t rows = 1;
   for (int d = 0; d + 1 < rank; ++d) rows *= dims[d];
-  const int64_t inner = rank ? dims[rank - 1] : 1;
+  [[maybe_unused]] const int64_t inner = rank ? dims[rank - 1] : 1;  // unused without OpenMP
 #pragma omp parallel for schedule(static) if (rows * inner > kernels::kParallelGrain)
   for (int64_t row = 0; row < rows; ++row) {
     int64_t rest = row, offset = 0;

@@ -21,7 +21,7 @@ inline int rows_per_task(int64_t cols) { return static_cast<int>(std::max<int64_
 // Calls body(r) for every row r in [0, rows) of a (rows, cols) kernel, rows handed out to OpenMP threads in dynamic
 // tasks of rows_per_task(cols), on the calling thread below kParallelMinElements.
 template <class Body>
-inline void parallel_rows(int rows, int64_t cols, Body&& body) {
+inline void parallel_rows(int rows, [[maybe_unused]] int64_t cols, Body&& body) {  // cols: unused without OpenMP
 #pragma omp parallel for schedule(dynamic, rows_per_task(cols)) if (int64_t{rows} * cols >= kParallelMinElements)
   for (int r = 0; r < rows; ++r) body(r);
 }
