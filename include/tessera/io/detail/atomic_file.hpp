@@ -43,15 +43,14 @@ inline std::vector<std::filesystem::path> remove_stale_temporaries(const std::fi
   if (destination.empty() || !destination.has_filename()) return removed;
   const fs::path folder = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   const std::string prefix = destination.filename().string() + ".tmp-";
-  std::error_code error;
-  fs::directory_iterator entries(folder, error);
-  if (error) return removed;
-  for (const fs::directory_entry& entry : entries) {
-    const std::string name = entry.path().filename().string();
+  std::error_code error;  // a folder that cannot be listed, or a file that cannot be removed, is left as it is
+  for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
     if (name.size() != prefix.size() + 16 || !name.starts_with(prefix)) continue;
     if (name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
-    if (!entry.is_regular_file(error) || entry.is_symlink(error)) continue;
-    if (fs::remove(entry.path(), error)) removed.push_back(entry.path());
+    std::error_code status_error, remove_error;
+    if (!fs::is_regular_file(fs::symlink_status(it->path(), status_error))) continue;
+    if (fs::remove(it->path(), remove_error)) removed.push_back(it->path());
   }
   return removed;
 }
