@@ -42,7 +42,10 @@ set -m  # background jobs keep SIGINT (a script's background jobs otherwise igno
 if [[ -f "$data" ]]; then
   echo "kill_resume_test: extracting $data"
   mkdir "$work/data"
-  tar -xzf "$data" -C "$work/data"
+  # Only the images the subset below takes (0000-0099.jpg of each training class, 0000-0019.jpg of each test class)
+  # when the archive names them so, as the shared JPEG archive does; else all of it.
+  tar -xzf "$data" -C "$work/data" --wildcards '*train/*/00[0-9][0-9].jpg' '*test/*/00[01][0-9].jpg' 2>/dev/null ||
+    tar -xzf "$data" -C "$work/data"
   data="$work/data"
   [[ -d "$data/cifar10" ]] && data="$data/cifar10"
 fi
