@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kill-safety test of train_cifar10 on a small CIFAR-10 subset: trains once without interruption, then again while
-# killing it with SIGKILL at random moments (some while it saves: as soon as a temporary file or a new CSV row
-# appears) and resuming after each kill, then once more with Ctrl-C (SIGINT) and a resume. After every kill the CSV
+# killing it with SIGKILL at random moments (some while it saves: as the checkpoint's temporary file appears or a new
+# CSV row lands) and resuming after each kill, then once more with Ctrl-C (SIGINT) and a resume. After every kill the CSV
 # must agree with the checkpoint (its rows up to the checkpoint's epoch are the uninterrupted run's; at most one row
 # beyond it, written just before a checkpoint that the kill cut short, which the resume drops); at the end the
 # checkpoint's tensors and the CSV (every column but the timings) must equal the uninterrupted run's, and no temporary
@@ -13,6 +13,7 @@
 #   BINARY:          train_cifar10 (cmake --build --preset release --target train_cifar10)
 #   KILLS:           SIGKILLs before the run may finish (default 24)
 #   SEED (default 1) seeds the random kill times; THREADS (default 2) the compute threads of each run.
+# Exit status: 0 when every check passed, 1 when one failed (the message says which), 2 for bad arguments.
 set -euo pipefail
 
 if [[ $# -lt 2 || $# -gt 3 ]]; then
