@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kill-safety test of train_cifar10 on a small CIFAR-10 subset: trains once without interruption, then again while
 # killing it with SIGKILL at random moments (some while it saves: as the checkpoint's temporary file appears or a new
-# CSV row lands) and resuming after each kill, then once more with Ctrl-C (SIGINT) and a resume. After every kill the CSV
-# must agree with the checkpoint (its rows up to the checkpoint's epoch are the uninterrupted run's; at most one row
+# CSV row lands) and resuming after each kill, then once more with Ctrl-C (SIGINT) and a resume. After every kill the
+# CSV must agree with the checkpoint (its rows up to the checkpoint's epoch are the uninterrupted run's; at most one row
 # beyond it, written just before a checkpoint that the kill cut short, which the resume drops); at the end the
 # checkpoint's tensors and the CSV (every column but the timings) must equal the uninterrupted run's, and no temporary
 # file may be left. Python-free: the checkpoints are compared with od, head, tail, grep and cmp.
@@ -92,7 +92,9 @@ tensor_bytes() {
   tail -c +$((8 + length + 1)) "$1"
 }
 # Name, dtype, shape and offsets of every tensor, one a line.
-tensor_list() { header "$1" | grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\],"data_offsets":\[[0-9]*,[0-9]*\]}'; }
+tensor_list() {
+  header "$1" | grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\],"data_offsets":\[[0-9]*,[0-9]*\]}'
+}
 # The CSV without its timing columns (img_per_s, elapsed_s).
 csv_rows() { cut -d, -f1-4 "$1"; }
 
@@ -151,8 +153,10 @@ check_after_kill() {
   local checkpoint_epoch=0 rows=0
   if [[ -f "$run/checkpoint.safetensors" ]]; then
     checkpoint_epoch=$(metadata "$run/checkpoint.safetensors" epoch)
-    [[ "$(metadata "$run/checkpoint.safetensors" global_step)" -eq $((checkpoint_epoch * 20)) ]] ||
-      fail "the checkpoint is at step $(metadata "$run/checkpoint.safetensors" global_step), not epoch $checkpoint_epoch's end"
+    local checkpoint_step
+    checkpoint_step=$(metadata "$run/checkpoint.safetensors" global_step)
+    ((checkpoint_step == checkpoint_epoch * 20)) ||
+      fail "the checkpoint is at step $checkpoint_step, not at the end of epoch $checkpoint_epoch"
   fi
   if [[ -f "$run/log.csv" ]]; then
     mapfile -t actual_rows < <(csv_rows "$run/log.csv")
@@ -160,7 +164,8 @@ check_after_kill() {
     local i
     for ((i = 0; i <= rows; i++)); do
       [[ "${actual_rows[i]}" == "${expected_rows[i]}" ]] ||
-        fail "after kill $1, CSV line $((i + 1)) is '${actual_rows[i]}', the uninterrupted run has '${expected_rows[i]}'"
+        fail "after kill $1, CSV line $((i + 1)) is '${actual_rows[i]}';" \
+          "the uninterrupted run has '${expected_rows[i]}'"
     done
   fi
   if ((rows == checkpoint_epoch + 1)); then
@@ -168,7 +173,9 @@ check_after_kill() {
   elif ((rows != checkpoint_epoch)); then
     fail "after kill $1 the CSV has $rows rows and the checkpoint is at epoch $checkpoint_epoch"
   fi
-  echo "  kill $1 ($2): checkpoint at epoch $checkpoint_epoch, CSV rows $rows$(compgen -G "$run/*.tmp-*" >/dev/null && echo ', temporary file left')"
+  local left=""
+  compgen -G "$run/*.tmp-*" >/dev/null && left=", temporary file left"
+  echo "  kill $1 ($2): checkpoint at epoch $checkpoint_epoch, CSV rows $rows$left"
 }
 
 # Starts the run in the background (resuming when there is a checkpoint); session_start is where its output begins.
@@ -260,12 +267,14 @@ kill -INT "$pid"
 status=0
 wait "$pid" || status=$?
 pid=""
-[[ $status -eq 130 ]] || fail "after SIGINT train_cifar10 exited with status $status, not 130: $(tail -n 5 "$run/output.txt")"
+[[ $status -eq 130 ]] ||
+  fail "after SIGINT train_cifar10 exited with status $status, not 130: $(tail -n 5 "$run/output.txt")"
 grep -q "stopped by SIGINT at step" "$run/output.txt" || fail "no 'stopped by SIGINT' message"
 grep -q -- "--resume $run/checkpoint.safetensors" "$run/output.txt" || fail "no resume instruction"
 step=$(metadata "$run/checkpoint.safetensors" global_step)
 last_row_step=$(tail -n 1 "$run/log.csv" | cut -d, -f2)
-[[ "$step" == "$last_row_step" ]] || fail "after SIGINT the checkpoint is at step $step, the CSV's last row at $last_row_step"
+[[ "$step" == "$last_row_step" ]] ||
+  fail "after SIGINT the checkpoint is at step $step, the CSV's last row at $last_row_step"
 echo "  stopped with status 130 at step $step (epoch $(metadata "$run/checkpoint.safetensors" epoch) done," \
   "$((step % 20)) steps into the next); CSV ends at step $last_row_step"
 echo "kill_resume_test: SIGTERM twice (the second quits at once), then resume"
