@@ -180,7 +180,8 @@ TEST_CASE("resample_pos_embed_in_state_dict fits a checkpoint's pos_embed to ano
   nn::ViTConfig large = big;  // 96 / 4 = 24x24 patches
   large.img_size = 96;
 
-  for (const auto& [config, name] : {std::pair{small, std::string("down_14_8")}, std::pair{large, std::string("up_14_24")}}) {
+  for (const auto& [config, key] : {std::pair{small, std::string("down_14_8")}, std::pair{large, std::string("up_14_24")}}) {
+    const std::string& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     CAPTURE(name);
     nn::VisionTransformer<float> source(big, 1);
     source.pos_embed.detach().copy_(fixture().tensor<float>(name + ".input"));
