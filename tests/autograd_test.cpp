@@ -95,3 +95,47 @@ TEST_CASE("accumulated gradients never alias tensors the caller still holds") {
   ops::sum(y + y + y).backward();  // a non-leaf reached three times
   CHECK(x.grad().to_vector() == std::vector<double>{5, 5});
 }
+
+TEST_CASE("the leaf-gradient-ready hook reports each leaf once, when its gradient is final, output side first") {
+  auto w_in = TensorD::from_vector({0.5, -1.0, 2.0}).set_requires_grad();
+  auto w_out = TensorD::from_vector({3.0, 0.25, -0.5}).set_requires_grad();
+  auto x = TensorD::from_vector({1.0, 2.0, -3.0}).set_requires_grad();
+  auto unused = TensorD::from_vector({1.0}).set_requires_grad();
+  std::vector<std::pair<const void*, std::vector<double>>> reports;
+  {
+    autograd::LeafGradReadyGuard<double> guard([&](const TensorD& leaf) {
+      reports.emplace_back(leaf.impl().get(), std::vector<double>(leaf.grad().data(), leaf.grad().data() + leaf.numel()));
+    });
+    // w_in is used twice, at both ends of the graph: its report must come after both contributions.
+    auto h = ops::tanh(x * w_in);
+    auto y = ops::sum(h * w_out + w_in);
+    y.backward();
+  }
+  REQUIRE(reports.size() == 3);  // x, w_in, w_out; `unused` is not in the graph
+  // w_out's only edge is nearest to the loss, so it is final first.
+  CHECK(reports[0].first == w_out.impl().get());
+  for (const auto& [leaf, grad_at_report] : reports) {
+    const TensorD& t = leaf == w_in.impl().get() ? w_in : leaf == w_out.impl().get() ? w_out : x;
+    CHECK(leaf != unused.impl().get());
+    CHECK(grad_at_report == std::vector<double>(t.grad().data(), t.grad().data() + t.numel()));
+  }
+  // The guard is gone: another backward reports nothing.
+  ops::sum(w_in * 2.0).backward();
+  CHECK(reports.size() == 3);
+}
+
+TEST_CASE("the leaf-gradient-ready hook: a leaf root is reported, and a nested guard restores the outer hook") {
+  int outer = 0, inner = 0;
+  auto a = TensorD::from_vector({1.0}).set_requires_grad();
+  autograd::LeafGradReadyGuard<double> outer_guard([&](const TensorD&) { ++outer; });
+  a.backward();
+  CHECK(outer == 1);
+  {
+    autograd::LeafGradReadyGuard<double> inner_guard([&](const TensorD&) { ++inner; });
+    ops::sum(a * a).backward();
+  }
+  CHECK(inner == 1);
+  ops::sum(a * 3.0).backward();
+  CHECK(outer == 2);
+  CHECK(inner == 1);
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -13,6 +14,35 @@
 #include "tessera/core/tensor.hpp"
 
 namespace tessera::autograd {
+
+// Called by backward() for each leaf that requires grad, as soon as it has added the last gradient it will add to
+// that leaf in this call (after the last node with an edge to the leaf, in the engine's order), so the leaf's
+// .grad is final for this backward. Leaves that no gradient reached are not reported. Data-parallel training
+// starts averaging a bucket of gradients from here while the rest of backward runs (distributed/).
+template <class T>
+using LeafGradReadyHook = std::function<void(const Tensor<T>& leaf)>;
+
+namespace detail {
+template <class T>
+inline thread_local const LeafGradReadyHook<T>* leaf_grad_ready_hook = nullptr;
+}  // namespace detail
+
+// Installs `hook` for the backward() calls of this thread while the guard lives (restoring the previous one).
+template <class T>
+class LeafGradReadyGuard {
+ public:
+  explicit LeafGradReadyGuard(LeafGradReadyHook<T> hook)
+      : hook_(std::move(hook)), previous_(detail::leaf_grad_ready_hook<T>) {
+    detail::leaf_grad_ready_hook<T> = &hook_;
+  }
+  ~LeafGradReadyGuard() { detail::leaf_grad_ready_hook<T> = previous_; }
+  LeafGradReadyGuard(const LeafGradReadyGuard&) = delete;
+  LeafGradReadyGuard& operator=(const LeafGradReadyGuard&) = delete;
+
+ private:
+  LeafGradReadyHook<T> hook_;
+  const LeafGradReadyHook<T>* previous_;
+};
 
 namespace detail {
 
@@ -80,8 +110,10 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
   TESSERA_CHECK(seed.shape() == root.shape(), "backward: gradient shape ", seed.shape(),
                 " differs from tensor shape ", root.shape());
 
+  const LeafGradReadyHook<T>* hook = detail::leaf_grad_ready_hook<T>;
   if (root.is_leaf()) {
     detail::accumulate_leaf(*root.impl(), std::move(seed));
+    if (hook) (*hook)(root);
     return;
   }
 
@@ -90,9 +122,36 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
   std::unordered_map<Node<T>*, Tensor<T>> pending{{root.grad_fn().get(), seed}};
   std::vector<std::shared_ptr<Node<T>>> keep_alive;  // released nodes must outlive the walk
 
-  for (Node<T>* node : order) {
+  // With a hook: the leaves whose last incoming edge is at position i of the order (kept here, as release()
+  // clears the edges), reported once node i is done.
+  std::vector<std::vector<std::shared_ptr<tessera::detail::TensorImpl<T>>>> leaves_done_after;
+  if (hook) {
+    std::unordered_map<tessera::detail::TensorImpl<T>*, size_t> last_use;
+    for (size_t i = 0; i < order.size(); ++i)
+      for (const auto& edge : order[i]->edges)
+        if (edge.leaf) last_use[edge.leaf.get()] = i;
+    leaves_done_after.resize(order.size());
+    for (size_t i = 0; i < order.size(); ++i)
+      for (const auto& edge : order[i]->edges)
+        if (edge.leaf && last_use[edge.leaf.get()] == i) {
+          leaves_done_after[i].push_back(edge.leaf);
+          last_use[edge.leaf.get()] = order.size();  // reported once, even if this node has two edges to it
+        }
+  }
+  std::unordered_set<tessera::detail::TensorImpl<T>*> leaves_reached;
+  const auto report_leaves_done_after = [&](size_t i) {
+    if (!hook) return;
+    for (const auto& leaf : leaves_done_after[i])
+      if (leaves_reached.count(leaf.get())) (*hook)(Tensor<T>(leaf));
+  };
+
+  for (size_t position = 0; position < order.size(); ++position) {
+    Node<T>* node = order[position];
     auto found = pending.find(node);
-    if (found == pending.end()) continue;  // no gradient reached it (every path gave an undefined one)
+    if (found == pending.end()) {  // no gradient reached it (every path gave an undefined one)
+      report_leaves_done_after(position);
+      continue;
+    }
     Tensor<T> gradient = std::move(found->second);
     pending.erase(found);
 
@@ -109,6 +168,7 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
                     grads[i].shape(), " for input ", i, " of shape ", edge.shape);
       if (edge.leaf) {
         detail::accumulate_leaf(*edge.leaf, std::move(grads[i]));
+        if (hook) leaves_reached.insert(edge.leaf.get());
       } else {
         auto [slot, inserted] = pending.try_emplace(edge.node.get(), std::move(grads[i]));
         if (!inserted) {
@@ -123,6 +183,7 @@ void backward(const Tensor<T>& root, const Tensor<T>& grad_output, bool retain_g
         if (edge.node) keep_alive.push_back(edge.node);
       node->release();
     }
+    report_leaves_done_after(position);
   }
 }
 
