@@ -254,3 +254,33 @@ TEST_CASE("tensors_hash sees one flipped bit, and the stand-in agrees with itsel
   CHECK(dist::same_on_all_ranks(comm, h));
   dist::broadcast_tensors(comm, params);
 }
+
+TEST_CASE("through autograd's leaf-gradient-ready hook, buckets start while backward still runs") {
+  tessera::Generator gen(11);
+  tessera::nn::Linear<float> fc1(6, 8, true, gen), fc2(8, 8, true, gen), fc3(8, 4, true, gen);
+  std::vector<Tensor<float>> params;
+  for (auto* layer : {&fc1, &fc2, &fc3})
+    for (const auto& p : layer->parameters()) params.push_back(p);
+  RecordingCommunicator comm;
+  comm.ranks = 1;  // (x + 0) / 1: the averaged gradient is the gradient
+  // Buckets {fc3.bias, fc3.weight} (4 + 32), {fc2.bias}, {fc2.weight} (8 + 64 > 36), {fc1.bias}, {fc1.weight}.
+  dist::GradientBuckets<float> buckets(comm, dist::GradientBuckets<float>::backward_order(params),
+                                       {.bucket_bytes = 36 * sizeof(float)});
+  REQUIRE(buckets.buckets().size() == 5);
+  std::vector<size_t> started_at_report;
+  const Tensor<float> x = Tensor<float>::uniform(Shape{5, 6}, -1.0f, 1.0f, gen);
+  const Tensor<float> loss =
+      tessera::ops::cross_entropy(fc3(tessera::ops::gelu(fc2(tessera::ops::gelu(fc1(x))))), std::vector<int64_t>{0, 1, 2, 3, 0});
+  {
+    tessera::autograd::LeafGradReadyGuard<float> guard([&](const Tensor<float>& leaf) {
+      if (buckets.contains(leaf)) buckets.mark_ready(leaf);
+      started_at_report.push_back(buckets.buckets_started());
+    });
+    loss.backward();
+  }
+  // Each linear layer's weight and bias are final together (one node): fc3's bucket starts with the second
+  // report, fc2's two with the fourth, fc1's with the last; every bucket starts inside backward.
+  CHECK(started_at_report == std::vector<size_t>{0, 1, 1, 3, 3, 5});
+  buckets.wait_all();
+  CHECK(comm.waits == 5);
+}

@@ -102,6 +102,7 @@ int run(dist::Communicator& comm) {
                 buckets.buckets().size(), static_cast<long long>(local_batch));
   failures.check(buckets.buckets().size() >= 3, "the model should fill at least 3 buckets of 4 KB");
 
+  size_t started_in_backward = 0;
   for (int step = 0; step < kSteps; ++step) {
     const GlobalBatch b = global_batch(step);
     const Tensor<float> images = b.images.rows(rank * local_batch, local_batch).clone();
@@ -109,8 +110,13 @@ int run(dist::Communicator& comm) {
                                       b.labels.begin() + (rank + 1) * local_batch);
     optimizer.zero_grad();
     const Tensor<float> loss = tessera::ops::cross_entropy(model.forward(images), labels);
-    loss.backward();
-    for (const auto& p : dist::GradientBuckets<float>::backward_order(params)) buckets.mark_ready(p);
+    {  // the buckets start their allreduce from autograd's hook, while backward runs
+      tessera::autograd::LeafGradReadyGuard<float> guard([&](const Tensor<float>& leaf) {
+        if (buckets.contains(leaf)) buckets.mark_ready(leaf);
+      });
+      loss.backward();
+    }
+    started_in_backward += buckets.buckets_started();
     buckets.wait_all();
     optimizer.step();
 
@@ -125,6 +131,9 @@ int run(dist::Communicator& comm) {
     if (rank == 0 && (step == 0 || step == kSteps - 1))
       std::printf("step %2d: loss %.7f (one process %.7f)\n", step, mean_loss, expected);
   }
+
+  failures.check(started_in_backward == kSteps * buckets.buckets().size(),
+                 "every bucket should have started its allreduce from the hook, inside backward");
 
   // Final parameters: each tensor within 1e-5 of one process's, relative to its norm.
   const auto reference_named = reference.named_parameters();

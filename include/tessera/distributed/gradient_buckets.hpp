@@ -27,6 +27,11 @@ struct GradientBucketsOptions {
 // One step, on every rank:
 //   zero or drop the gradients; loss.backward(), calling mark_ready(p) once p's gradient is final (for every p,
 //   or for some; wait_all() takes care of the rest); wait_all(); optimizer.step().
+// autograd reports when a gradient is final, so the buckets start during backward:
+//   autograd::LeafGradReadyGuard<float> guard([&](const Tensor<float>& leaf) {
+//     if (buckets.contains(leaf)) buckets.mark_ready(leaf);
+//   });
+//   loss.backward();
 // After wait_all() every parameter's gradient is the average over the ranks, bit-identical on all of them.
 //
 // Buckets start in bucket order only (bucket k waits for buckets < k), so every rank starts the same collectives in
@@ -42,7 +47,7 @@ class GradientBuckets {
   };
 
   // `params` in the order backward is expected to finish their gradients (see backward_order()); parameters that
-  // do not require grad are left out.
+  // do not require grad are left out. The order decides the buckets only; the hook's reports may come in another.
   GradientBuckets(Communicator& comm, const std::vector<Tensor<T>>& params, GradientBucketsOptions options = {})
       : comm_(comm) {
     TESSERA_CHECK(options.bucket_bytes > 0, "GradientBuckets: bucket_bytes must be positive, got ",
