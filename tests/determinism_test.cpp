@@ -61,7 +61,9 @@ Outputs train_step(const nn::ViTConfig& config, int64_t batch, int threads, bool
 // CHECKs that both runs hold the same tensors with the same bits; names the first tensor and element that differ.
 void check_identical(const Outputs& expected, const Outputs& actual, int threads) {
   REQUIRE(expected.size() == actual.size());
-  for (const auto& [name, e] : expected) {
+  for (const auto& [key, value] : expected) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
+    const Tensor<float>& e = value;
     INFO(name << " with " << threads << " threads");
     REQUIRE(actual.count(name) == 1);
     const Tensor<float>& a = actual.at(name);
