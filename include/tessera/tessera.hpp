@@ -18,6 +18,8 @@
 
 #include "tessera/optim/optim.hpp"
 
+#include "tessera/distributed/distributed.hpp"
+
 #include "tessera/data/auto_augment.hpp"
 #include "tessera/data/cifar10.hpp"
 #include "tessera/data/cifar10_fast.hpp"
