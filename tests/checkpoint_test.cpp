@@ -92,7 +92,8 @@ io::CheckpointState sample_state() {
 
 void check_same_tensors(const nn::StateDict<float>& a, const nn::StateDict<float>& b) {
   REQUIRE(a.size() == b.size());
-  for (const auto& [name, tensor] : a) {
+  for (const auto& [key, tensor] : a) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     const Tensor<float> other = b.find(name);
     REQUIRE_MESSAGE(other.defined(), name);
     REQUIRE(other.shape() == tensor.shape());
