@@ -5,6 +5,7 @@ Pillow, and the crash inputs of issue 17. Usage: python3 tests/fuzz/make_image_i
 import io
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -71,6 +72,22 @@ def main(root):
     png = bytearray(seeds["rgb_5x3.png"])
     png[16:24] = struct.pack(">II", 16384, 16384)
     (regressions / "huge_16384x16384.png").write_bytes(bytes(png))
+    # Found by fuzz_image_decode: a 4x4 PNG whose IDAT chunk declares 2113929245 bytes in an 86-byte file (stb
+    # allocates the declared length first). These are its bytes, libFuzzer's artifact.
+    (regressions / "png_idat_2gb_length.png").write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000040000000408060000"
+        "00a99ef1007e00001d49444154789c636460" "60f8afca20ce00c32c0cd6e20c0c0c084cd800009be60386834c77a5"
+        "0000000049454e44ae426082"))
+    # Found by fuzz_image_decode (a slow unit): an 81-byte BMP declaring 61 x 196608 pixels, which stb fills with zeros.
+    (regressions / "bmp_12_megapixels_in_81_bytes.bmp").write_bytes(bytes.fromhex(
+        "424d660000000000000036000000280000003d00000000000300010018000000000030000000c40e"
+        "0000c40e000000000000000000000000000036000000002effffff1f4a5c3b6f733b94000000001700"))
+    # A zlib bomb: an 8x8 PNG whose IDAT inflates to 20 MB (stb keeps enlarging its buffer).
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(bytes(20_000_000), 9)) + chunk(b"IEND", b""))
+    (regressions / "png_zlib_bomb.png").write_bytes(bomb)
 
 
 if __name__ == "__main__":

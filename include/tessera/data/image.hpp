@@ -2,6 +2,7 @@
 // which reads PNG, JPEG and BMP through stb_image after checking what stb does not (a pixel cap, JPEG Huffman tables).
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cstdint>
@@ -189,11 +190,61 @@ inline std::string check_jpeg_huffman_tables(const uint8_t* bytes, size_t size) 
   return {};
 }
 
+// Checks the chunk structure of a PNG before stb_image reads it: stb 2.27 allocates an IDAT chunk's declared length
+// (up to 2 GB) before it finds that the file is shorter. Every chunk up to IEND must fit in the file. Returns an empty
+// string when it does (or the bytes are no PNG), else what is wrong.
+inline std::string check_png_chunks(const uint8_t* bytes, size_t size) {
+  static constexpr uint8_t signature[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (size < 8 || std::memcmp(bytes, signature, 8) != 0) return {};
+  size_t pos = 8;
+  while (size - pos >= 8) {  // length (4 bytes, big-endian) and type (4 bytes); then the data and a 4-byte CRC
+    const uint64_t length = (uint64_t{bytes[pos]} << 24) | (uint64_t{bytes[pos + 1]} << 16) |
+                            (uint64_t{bytes[pos + 2]} << 8) | uint64_t{bytes[pos + 3]};
+    const std::string type(reinterpret_cast<const char*>(bytes + pos + 4), 4);
+    const bool printable = std::all_of(type.begin(), type.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+    if (length > size - pos - 8)
+      return "its chunk " + (printable ? "'" + type + "' " : std::string()) + "at byte " + std::to_string(pos) +
+             " declares " + std::to_string(length) + " bytes, more than the " + std::to_string(size - pos - 8) +
+             " left in the file";
+    if (type == "IEND") return {};
+    pos += 12 + static_cast<size_t>(length);
+    if (pos > size) return {};  // the CRC of the last chunk is cut off: stb does not read it
+  }
+  return {};
+}
+
+// Checks that an uncompressed BMP holds the pixel rows it declares: stb_image reads missing bytes as zeros, so an
+// 81-byte file declaring 12 megapixels decodes into 36 MB. Returns an empty string when the rows fit (or the bytes
+// are no BMP stb reads), else what is wrong.
+inline std::string check_bmp_size(const uint8_t* bytes, size_t size) {
+  if (size < 30 || bytes[0] != 'B' || bytes[1] != 'M') return {};
+  const auto u16 = [&](size_t at) { return uint32_t{bytes[at]} | (uint32_t{bytes[at + 1]} << 8); };
+  const auto u32 = [&](size_t at) { return u16(at) | (u16(at + 2) << 16); };
+  const uint32_t header_size = u32(14);
+  int64_t width = 0, height = 0, bits = 0;
+  if (header_size == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    width = u16(18);
+    height = u16(20);
+    bits = u16(24);
+  } else {
+    width = static_cast<int32_t>(u32(18));
+    height = static_cast<int32_t>(u32(22));
+    bits = u16(28);
+  }
+  if (width <= 0 || height == 0 || bits <= 0 || bits > 32) return {};  // stb refuses these itself
+  const int64_t rows = height < 0 ? -height : height;
+  const int64_t row_bytes = (width * bits + 31) / 32 * 4;
+  if (row_bytes * rows <= static_cast<int64_t>(size)) return {};
+  return "its " + std::to_string(width) + "x" + std::to_string(rows) + " pixels of " + std::to_string(bits) +
+         " bits need " + std::to_string(row_bytes * rows) + " bytes of rows, but the file has " + std::to_string(size);
+}
+
 }  // namespace detail
 
 // Decodes an encoded PNG, JPEG or BMP held in memory. `name` (usually the file) goes into error messages. Before
-// stb_image sees the bytes, a JPEG's Huffman tables are checked (detail::check_jpeg_huffman_tables); before it
-// decodes, the declared size is checked against options.max_pixels; its allocations are zeroed (data/stb.hpp).
+// stb_image sees the bytes, a JPEG's Huffman tables, a PNG's chunk lengths and a BMP's row bytes are checked
+// (detail::check_*); before it decodes, the declared size is checked against options.max_pixels; while it decodes,
+// its allocations are zeroed and bounded by what the declared size needs (data/stb.hpp, docs/reliability.md).
 inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, const DecodeOptions& options) {
   TESSERA_CHECK(options.channels >= 1 && options.channels <= 4, "decode_image: channels must be 1 to 4, got ",
                 options.channels, " (decoding '", name, "')");
@@ -204,15 +255,35 @@ inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& 
   // The Huffman tables first: stbi_info_from_memory already reads them (they may come before the frame header).
   const std::string bad_tables = detail::check_jpeg_huffman_tables(bytes, size);
   TESSERA_CHECK(bad_tables.empty(), "decode_image: '", name, "' is a corrupt JPEG: ", bad_tables);
+  const std::string bad_chunks = detail::check_png_chunks(bytes, size);
+  TESSERA_CHECK(bad_chunks.empty(), "decode_image: '", name, "' is a corrupt PNG: ", bad_chunks);
+  const std::string short_rows = detail::check_bmp_size(bytes, size);
+  TESSERA_CHECK(short_rows.empty(), "decode_image: '", name, "' is a truncated BMP: ", short_rows);
   int width = 0, height = 0, file_channels = 0;
-  TESSERA_CHECK(stbi_info_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels) != 0,
-                "decode_image: cannot decode '", name, "' as PNG, JPEG or BMP (stb_image: ", stbi_failure_reason(),
-                ")");
+  {
+    const detail::StbiAllocationLimit limit(size_t{1} << 20);  // reading headers needs a few kilobytes
+    TESSERA_CHECK(stbi_info_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels) != 0,
+                  "decode_image: cannot decode '", name, "' as PNG, JPEG or BMP (stb_image: ", stbi_failure_reason(),
+                  ")");
+  }
   TESSERA_CHECK(width > 0 && height > 0 && int64_t{width} * height <= options.max_pixels, "decode_image: '", name,
                 "' declares ", width, "x", height, " pixels, more than the limit of ", options.max_pixels,
                 " (DecodeOptions::max_pixels raises it)");
-  stbi_uc* decoded =
-      stbi_load_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels, options.channels);
+  // No block stb allocates may exceed 16 bytes per pixel of the declared size padded by 32 on each side (16-bit RGBA
+  // is 8; JPEG blocks and MCUs pad the size, progressive coefficients take 2 bytes per sample), plus twice the file
+  // (compressed data gathered from its chunks) and 1 MB.
+  const size_t allocation_limit = 16 * (static_cast<size_t>(width) + 32) * (static_cast<size_t>(height) + 32) +
+                                  2 * size + (size_t{1} << 20);
+  stbi_uc* decoded = nullptr;
+  bool refused = false;
+  {
+    const detail::StbiAllocationLimit limit(allocation_limit);
+    decoded = stbi_load_from_memory(bytes, static_cast<int>(size), &width, &height, &file_channels, options.channels);
+    refused = detail::stbi_allocation_refused;
+  }
+  TESSERA_CHECK(decoded != nullptr || !refused, "decode_image: '", name, "' would need a block of more than ",
+                allocation_limit, " bytes to decode ", width, "x", height,
+                " pixels: the file is corrupt (for example compressed data that inflates without end)");
   TESSERA_CHECK(decoded != nullptr, "decode_image: cannot decode '", name, "' as PNG, JPEG or BMP (stb_image: ",
                 stbi_failure_reason(), ")");
   // stb read the size again while decoding; the cap holds for what it actually produced too.
