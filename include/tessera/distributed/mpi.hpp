@@ -49,16 +49,14 @@ MPI_Datatype mpi_type() {
   else return MPI_DOUBLE;
 }
 
-// Polls `request` until it completes; tight at first (a collective on a fast link ends in microseconds), then
+// Calls `done()` until it returns true; tight at first (a collective on a fast link ends in microseconds), then
 // yielding, then sleeping 100 us, so a rank that waits leaves the core to a peer that shares it. Throws after
 // `timeout`.
-inline void wait_with_timeout(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what,
-                              const std::string& where) {
+template <class Done>
+void poll_until(Done&& done, std::chrono::milliseconds timeout, const std::string& what, const std::string& where) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (int64_t polls = 0;; ++polls) {
-    int done = 0;
-    mpi_check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
-    if (done) return;
+    if (done()) return;
     if (polls < 64) continue;
     if (polls < 1024) {
       std::this_thread::yield();
@@ -71,25 +69,67 @@ inline void wait_with_timeout(MPI_Request& request, std::chrono::milliseconds ti
   }
 }
 
+inline void wait_with_timeout(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what,
+                              const std::string& where) {
+  poll_until(
+      [&] {
+        int done = 0;
+        mpi_check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
+        return done != 0;
+      },
+      timeout, what, where);
+}
+
+// An allreduce in flight, as the queue below sees it.
+class QueuedAllreduce {
+ public:
+  virtual ~QueuedAllreduce() = default;
+  // Tests the current phase; when the exchange is complete and `may_gather`, starts the gather.
+  virtual void advance(bool may_gather) = 0;
+  virtual bool exchanging() const = 0;
+  virtual bool finished() const = 0;
+};
+
+// The allreduces in flight, oldest first. MPI matches collectives on a communicator by the order in which each rank
+// starts them, so every rank must start them in the same order. The exchanges start in program order (as the
+// requests are made); the gathers go on a communicator of their own and start strictly oldest first, never in the
+// order in which this rank happens to see exchanges complete (which differs between ranks).
+class AllreduceQueue {
+ public:
+  void add(QueuedAllreduce* request) { pending_.push_back(request); }
+  void remove(QueuedAllreduce* request) { std::erase(pending_, request); }
+  // Moves every allreduce in flight on as far as it goes without blocking.
+  void progress() {
+    bool may_gather = true;
+    for (QueuedAllreduce* request : pending_) {
+      request->advance(may_gather);
+      may_gather = may_gather && !request->exchanging();
+    }
+    std::erase_if(pending_, [](QueuedAllreduce* request) { return request->finished(); });
+  }
+
+ private:
+  std::vector<QueuedAllreduce*> pending_;
+};
+
 }  // namespace detail
 
 // The fixed-order average in two MPI collectives that only move data: MPI_Ialltoall sends slice s of this rank's
 // buffer to rank s (reduce-scatter without arithmetic), the owner sums its P copies in rank order, then
 // MPI_Iallgather gives every rank every averaged slice. Each rank sends and receives 2 (P-1)/P of the buffer, as
-// a ring allreduce does. The buffer is padded to P equal slices (MPI's all-to-all needs equal counts).
+// a ring allreduce does. The buffer is padded to P equal slices (MPI's all-to-all needs equal counts). A request
+// must not outlive the communicator that made it.
 template <class T>
-class MpiAllreduceRequest final : public Request {
+class MpiAllreduceRequest final : public Request, private detail::QueuedAllreduce {
  public:
-  MpiAllreduceRequest(MPI_Comm comm, int rank, int size, std::span<T> buffer, std::chrono::milliseconds timeout)
-      : comm_(comm), rank_(rank), size_(size), user_(buffer), timeout_(timeout) {
+  MpiAllreduceRequest(MPI_Comm exchange_comm, MPI_Comm gather_comm, detail::AllreduceQueue& queue, int rank, int size,
+                      std::span<T> buffer, std::chrono::milliseconds timeout)
+      : gather_comm_(gather_comm), queue_(queue), rank_(rank), size_(size), user_(buffer), timeout_(timeout) {
     const int64_t n = static_cast<int64_t>(buffer.size());
     slice_ = slice_length(n, size);
     what_ = "allreduce-average of " + std::to_string(n) + " values";
     where_ = "rank " + std::to_string(rank) + " of " + std::to_string(size);
-    if (n == 0) {
-      phase_ = Phase::done;
-      return;
-    }
+    if (n == 0) return;  // every rank skips it alike: nothing to start
     const int count = detail::mpi_count(slice_, what_);
     buffers_ = std::make_unique<Buffers>();
     buffers_->send.assign(static_cast<size_t>(slice_ * size), T(0));
@@ -97,9 +137,10 @@ class MpiAllreduceRequest final : public Request {
     buffers_->gathered.resize(static_cast<size_t>(slice_ * size));
     std::copy(buffer.begin(), buffer.end(), buffers_->send.begin());
     detail::mpi_check(MPI_Ialltoall(buffers_->send.data(), count, detail::mpi_type<T>(), buffers_->received.data(),
-                                    count, detail::mpi_type<T>(), comm_, &request_),
+                                    count, detail::mpi_type<T>(), exchange_comm, &request_),
                       "MPI_Ialltoall", what_);
     phase_ = Phase::exchange;
+    queue_.add(this);
   }
 
   MpiAllreduceRequest(const MpiAllreduceRequest&) = delete;
@@ -108,22 +149,25 @@ class MpiAllreduceRequest final : public Request {
   // A request dropped before it completed (after an error; the job is then ended with abort()) leaves its
   // buffers to MPI, which may still write into them: they are leaked on purpose rather than freed under it.
   ~MpiAllreduceRequest() override {
-    if (phase_ != Phase::done) static_cast<void>(buffers_.release());
+    if (phase_ != Phase::done) {
+      queue_.remove(this);
+      static_cast<void>(buffers_.release());
+    }
   }
 
   bool test() override {
-    if (phase_ == Phase::done) return true;
-    int complete = 0;
-    detail::mpi_check(MPI_Test(&request_, &complete, MPI_STATUS_IGNORE), "MPI_Test", what_);
-    if (complete) advance();
+    if (phase_ != Phase::done) queue_.progress();
     return phase_ == Phase::done;
   }
 
   void wait() override {
-    while (phase_ != Phase::done) {
-      detail::wait_with_timeout(request_, timeout_, what_, where_);
-      advance();
-    }
+    if (phase_ == Phase::done) return;
+    detail::poll_until(
+        [&] {
+          queue_.progress();
+          return phase_ == Phase::done;
+        },
+        timeout_, what_, where_);
   }
 
  private:
@@ -132,21 +176,30 @@ class MpiAllreduceRequest final : public Request {
     std::vector<T> send, received, gathered;
   };
 
-  // Called when the current phase's MPI request has completed.
-  void advance() {
+  void advance(bool may_gather) override {
+    if (phase_ == Phase::done) return;
+    if (request_ != MPI_REQUEST_NULL) {
+      int complete = 0;
+      detail::mpi_check(MPI_Test(&request_, &complete, MPI_STATUS_IGNORE), "MPI_Test", what_);
+      if (!complete) return;
+    }
     if (phase_ == Phase::exchange) {
+      if (!may_gather) return;  // an older allreduce has not started its gather yet
       ordered_average(buffers_->gathered.data() + rank_ * slice_, buffers_->received.data(), slice_, slice_, size_);
       detail::mpi_check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffers_->gathered.data(),
-                                       static_cast<int>(slice_), detail::mpi_type<T>(), comm_, &request_),
+                                       static_cast<int>(slice_), detail::mpi_type<T>(), gather_comm_, &request_),
                         "MPI_Iallgather", what_);
       phase_ = Phase::gather;
-    } else if (phase_ == Phase::gather) {
+    } else {
       std::copy_n(buffers_->gathered.begin(), user_.size(), user_.begin());
       phase_ = Phase::done;
     }
   }
+  bool exchanging() const override { return phase_ == Phase::exchange; }
+  bool finished() const override { return phase_ == Phase::done; }
 
-  MPI_Comm comm_;
+  MPI_Comm gather_comm_;
+  detail::AllreduceQueue& queue_;
   int rank_, size_;
   std::span<T> user_;
   std::chrono::milliseconds timeout_;
@@ -157,7 +210,7 @@ class MpiAllreduceRequest final : public Request {
   Phase phase_ = Phase::done;
 };
 
-// The job's ranks (a duplicate of MPI_COMM_WORLD, so tessera's messages never meet the application's). Initialises
+// The job's ranks (duplicates of MPI_COMM_WORLD, so tessera's messages never meet the application's). Initialises
 // MPI (MPI_THREAD_FUNNELED: only the thread that made the communicator calls MPI) unless the application did, and
 // then finalises it on destruction.
 class MpiCommunicator final : public Communicator {
@@ -173,8 +226,11 @@ class MpiCommunicator final : public Communicator {
     }
     detail::mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler",
                       "MpiCommunicator");
-    detail::mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup", "MpiCommunicator");
-    detail::mpi_check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler", "MpiCommunicator");
+    for (MPI_Comm* comm : {&comm_, &gather_comm_}) {
+      detail::mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, comm), "MPI_Comm_dup", "MpiCommunicator");
+      detail::mpi_check(MPI_Comm_set_errhandler(*comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler",
+                        "MpiCommunicator");
+    }
     detail::mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank", "MpiCommunicator");
     detail::mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size", "MpiCommunicator");
   }
@@ -186,6 +242,7 @@ class MpiCommunicator final : public Communicator {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
+    MPI_Comm_free(&gather_comm_);
     MPI_Comm_free(&comm_);
     if (owns_mpi_) MPI_Finalize();
   }
@@ -218,10 +275,12 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::unique_ptr<Request> start_allreduce_average(std::span<float> buffer) override {
-    return std::make_unique<MpiAllreduceRequest<float>>(comm_, rank_, size_, buffer, options_.timeout);
+    return std::make_unique<MpiAllreduceRequest<float>>(comm_, gather_comm_, queue_, rank_, size_, buffer,
+                                                        options_.timeout);
   }
   std::unique_ptr<Request> start_allreduce_average(std::span<double> buffer) override {
-    return std::make_unique<MpiAllreduceRequest<double>>(comm_, rank_, size_, buffer, options_.timeout);
+    return std::make_unique<MpiAllreduceRequest<double>>(comm_, gather_comm_, queue_, rank_, size_, buffer,
+                                                         options_.timeout);
   }
 
   void abort(int exit_code) override { MPI_Abort(comm_, exit_code); }
@@ -232,7 +291,9 @@ class MpiCommunicator final : public Communicator {
   std::string where() const { return "rank " + std::to_string(rank_) + " of " + std::to_string(size_); }
 
   CommunicatorOptions options_;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm comm_ = MPI_COMM_NULL;         // barrier, broadcast and the exchange phase of allreduce
+  MPI_Comm gather_comm_ = MPI_COMM_NULL;  // the gather phase of allreduce (AllreduceQueue says why)
+  detail::AllreduceQueue queue_;
   int rank_ = 0, size_ = 1;
   bool owns_mpi_ = false;
 };
