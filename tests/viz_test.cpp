@@ -237,14 +237,15 @@ TEST_CASE("attention maps: errors for wrong shapes, non-square grids and out-of-
   check_throws_with([&] { viz::cls_attention_maps(probs, 0, 4); }, {"image 4", "batch of 4"});
   check_throws_with([&] { viz::cls_attention_map(Tensor<float>(), 0); }, {"undefined", "set_keep_attention"});
   check_throws_with([&] { viz::attention_rollout(std::vector<Tensor<float>>{}); }, {"attention_rollout", "no attention layers"});
-  check_throws_with([&] { viz::attention_rollout(probs, 0, viz::RolloutOptions{viz::HeadFusion::mean, 1.5}); },
-                    {"residual must be in [0, 1]"});
+  check_throws_with(
+      [&] { viz::attention_rollout(probs, 0, viz::RolloutOptions{viz::HeadFusion::mean, 1.5, std::nullopt}); },
+      {"residual must be in [0, 1]"});
   check_throws_with([&] { viz::attention_rollout(probs, 5); }, {"image 5"});
   check_throws_with(
       [&] { viz::attention_rollout_matrix(std::vector<Tensor<float>>{probs[0], Tensor<float>::zeros(Shape{4, 3, 17, 17})}); },
       {"attention_rollout_matrix", "layer 1", "(4, 3, 17, 17)"});
   check_throws_with([&] { viz::attention_rollout(std::vector<Tensor<float>>{Tensor<float>::zeros(Shape{1, 2, 5, 5})}, 0,
-                                                 viz::RolloutOptions{viz::HeadFusion::mean, 0.0}); },
+                                                 viz::RolloutOptions{viz::HeadFusion::mean, 0.0, std::nullopt}); },
                     {"row 0", "cannot be renormalised"});
 }
 
@@ -410,7 +411,8 @@ TEST_CASE("heatmap_image: enlarged image, hot region coloured, cold region the c
   options.value_min = 0.0;
   options.value_max = 2.0;
   const data::Image ranged = viz::heatmap_image(map, data::Image(32, 32, 3), options);
-  CHECK(ranged.at(y * 32 / 224 * 7, x * 32 / 224 * 7, 1) < 231);
+  REQUIRE(ranged.height == 64);  // factor ceil(64 / 32) = 2: the hot cell's centre (y, x) of 224 pixels scaled to 64
+  CHECK(ranged.at(y * 64 / 224, x * 64 / 224, 1) < 231);
   // A constant map is all cold.
   options.value_min.reset();
   options.value_max.reset();
