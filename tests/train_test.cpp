@@ -117,7 +117,8 @@ Trainer make_trainer(Model& model, const train::TrainerOptions& options) {
 }
 
 void check_same_weights(const Model& a, const Model& b) {
-  for (const auto& [name, tensor] : a.state_dict()) {
+  for (const auto& [key, tensor] : a.state_dict()) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     const Tensor<float> other = b.state_dict().at(name);
     CHECK_MESSAGE(std::memcmp(tensor.data(), other.data(), sizeof(float) * static_cast<size_t>(tensor.numel())) == 0,
                   name);
@@ -277,7 +278,8 @@ TEST_CASE("weight decay applies to weights of rank >= 2 except pos_embed and cls
   REQUIRE(groups.size() == 2);
   CHECK(*groups[0].weight_decay == 0.05);
   CHECK(*groups[1].weight_decay == 0.0);
-  for (const auto& [name, p] : groups[0].params) {
+  for (const auto& [key, p] : groups[0].params) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     CAPTURE(name);
     CHECK(p.rank() >= 2);
     CHECK(name != "pos_embed");
@@ -317,7 +319,8 @@ TEST_CASE("train_step returns the loss of the forward before the update and upda
   CHECK(times.backward_ms >= 0.0);
   CHECK(times.optimizer_ms >= 0.0);
   size_t i = 0;
-  for (const auto& [name, t] : model.state_dict()) {
+  for (const auto& [key, t] : model.state_dict()) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     CAPTURE(name);
     CHECK(std::memcmp(t.data(), copies[i].data(), sizeof(float) * static_cast<size_t>(t.numel())) != 0);
     ++i;
@@ -614,7 +617,8 @@ TEST_CASE("with a weight average, the checkpoint's model is the average and a re
   CHECK(resumed_rows.back().train_loss == rows.back().train_loss);
   check_same_weights(uninterrupted, model);
   const auto averaged_again = io::read_checkpoint_tensors<float>(resumed_options.checkpoint, "model.");
-  for (const auto& [name, tensor] : averaged) {
+  for (const auto& [key, tensor] : averaged) {
+    const auto& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
     const Tensor<float> other = averaged_again.at(name);
     CHECK_MESSAGE(std::memcmp(tensor.data(), other.data(), sizeof(float) * static_cast<size_t>(tensor.numel())) == 0,
                   name);
