@@ -118,14 +118,18 @@ inline std::string describe_json_differences(const nlohmann::json& stored, const
   for (const auto& [key, value] : expected.items()) keys.insert(key);
   std::ostringstream out;
   const char* separator = "";
+  size_t shown = 0, differing = 0;
   for (const auto& key : keys) {
     const nlohmann::json a = stored.contains(key) ? stored.at(key) : nlohmann::json("(absent)");
     const nlohmann::json b = expected.contains(key) ? expected.at(key) : nlohmann::json("(absent)");
     if (a == b) continue;
-    out << separator << key << ": checkpoint " << tessera::detail::json_excerpt(a) << ", model "
+    if (++differing > 8) continue;  // a message names the first eight, then counts the rest
+    out << separator << clip(key) << ": checkpoint " << tessera::detail::json_excerpt(a) << ", model "
         << tessera::detail::json_excerpt(b);
     separator = "; ";
+    ++shown;
   }
+  if (differing > shown) out << "; and " << differing - shown << " more";
   return out.str();
 }
 
