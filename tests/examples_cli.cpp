@@ -231,7 +231,8 @@ TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNG
     const std::vector<std::tuple<std::string, int64_t, int64_t>> expected = {
         {"photo_input.png", 16, 16}, {"photo_layer1_head0.png", 16, 16}, {"photo_layer1_heads.png", 24, 44},
         {"photo_rollout.png", 16, 16}};
-    for (const auto& [name, height, width] : expected) {
+    for (const auto& [key, height, width] : expected) {
+      const std::string& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
       CAPTURE(name);
       CHECK(contains(r.out, "wrote " + (out / name).string()));
       REQUIRE(fs::exists(out / name));
