@@ -22,11 +22,13 @@ val_split=${VAL_SPLIT:-5000}
 threads=${THREADS:-2}
 
 # name -> the flags that differ from --recipe fast. "fast" is the recipe itself; "-x" removes ingredient x, "+x"
-# adds one the recipe does not use.
+# adds one the recipe does not use. "-stem" is the plain 4x4-pixel patch embedding (64 tokens), "stem64tokens" the
+# first-guess two-stage stem that also ends at 64 tokens.
 declare -A runs=(
   [fast]=""
   [reference]="--recipe reference"
-  [-stem]="--model-config {\"stem_channels\":[],\"stem_strides\":[]}"
+  [-stem]="--model-config {\"patch_size\":4,\"stem_channels\":[],\"stem_strides\":[]}"
+  [stem64tokens]="--model-config {\"patch_size\":4,\"stem_channels\":[32,64],\"stem_strides\":[2,2]}"
   [-avgpool]="--model-config {\"class_token\":true,\"global_pool\":\"token\"}"
   [-ema]="--ema 0"
   [-flip]="--no-eval-flip"
@@ -35,7 +37,7 @@ declare -A runs=(
   [+cutout]="--fast-augmentation --trivial-augment 0 --cutout 8"
   [+mixup]="--mixup 0.8 --cutmix 1.0"
 )
-order=(fast reference -stem -avgpool -ema -flip -linear +trivialaugment +cutout +mixup)
+order=(fast reference -stem stem64tokens -avgpool -ema -flip -linear +trivialaugment +cutout +mixup)
 selected=(${5:-${order[*]}})
 
 mkdir -p "$out"
