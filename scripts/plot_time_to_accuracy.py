@@ -20,26 +20,13 @@ Usage: plot_time_to_accuracy.py OUT.png --fast RUN.csv [RUN.csv ...]
 Needs matplotlib (pip install matplotlib); a development tool, not a dependency of the library.
 """
 import argparse
-import csv
 import statistics
 import sys
 
 IMAGES_PER_EPOCH = 49920  # 390 batches of 128 (the last incomplete batch is dropped)
 
-PYTORCH_REFERENCE = {  # test accuracy (%) after each epoch, PyTorch + timm, one seed (../shared/GUIDE.md)
-    10: [41.1, 49.8, 51.3, 56.1, 60.5, 63.0, 66.3, 68.5, 69.5, 70.1],
-    30: [41.1, 49.5, 52.0, 55.0, 58.3, 60.6, 63.0, 64.8, 65.5, 65.5, 67.8, 69.4, 70.4, 71.9, 71.4, 72.9, 73.7,
-         74.8, 74.9, 75.3, 75.8, 76.9, 76.8, 77.2, 77.1, 77.5, 77.7, 77.6, 77.8, 77.5],
-}
-
-
-def read_rows(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    expected = ["epoch", "step", "train_loss", "test_acc", "img_per_s", "elapsed_s"]
-    if not rows or list(rows[0].keys()) != expected:
-        sys.exit(f"{path}: expected a train_cifar10 CSV with the header {','.join(expected)}")
-    return rows
+# PyTorch + timm's per-epoch test accuracy and the CSV reader, shared with the per-epoch plot.
+from plot_training_curve import REFERENCE as PYTORCH_REFERENCE, read_rows
 
 
 def final_point(path):

@@ -24,12 +24,18 @@ REFERENCE = {  # test accuracy (%) after each epoch, PyTorch + timm, one seed
 }
 
 
-def read_csv(path):
+def read_rows(path):
+    """The rows of a train_cifar10 CSV as dicts (exits with a message if the header is not train_cifar10's)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     expected = ["epoch", "step", "train_loss", "test_acc", "img_per_s", "elapsed_s"]
     if not rows or list(rows[0].keys()) != expected:
         sys.exit(f"{path}: expected a train_cifar10 CSV with the header {','.join(expected)}")
+    return rows
+
+
+def read_csv(path):
+    rows = read_rows(path)
     return [int(r["epoch"]) for r in rows], [float(r["test_acc"]) for r in rows], [float(r["elapsed_s"]) for r in rows]
 
 
