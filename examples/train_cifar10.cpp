@@ -78,7 +78,7 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return examples::usage_exit(app, e);
   }
 
   flags.apply();
