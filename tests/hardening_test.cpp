@@ -63,17 +63,7 @@ std::string error_of(fuzz::Entry entry, const fs::path& path) {
   return "";
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("tessera_hardening_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 }  // namespace
 
@@ -144,6 +134,7 @@ TEST_CASE("each regression input fails for the reason it was kept") {
         "corrupt PNG: its first IDAT chunk (at byte 33) is empty");
   check(fuzz::image_decode, "image_decode", "bmp_12_megapixels_in_81_bytes.bmp.hex",
         "truncated BMP: its 61x196608 pixels of 24 bits need 36175872 bytes of rows, but the file has 81");
+  check(fuzz::image_decode, "image_decode", "bmp_rows_overflow.bmp.hex", "bytes of rows, but the file has 39");
   check(fuzz::cifar10_batch, "cifar10_batch", "label_10.bin", "has label 10");
   check(fuzz::cifar10_batch, "cifar10_batch", "truncated.bin", "not a positive multiple of the 3073-byte record");
 }

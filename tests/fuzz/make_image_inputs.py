@@ -91,6 +91,10 @@ def main(root):
     write_hex(regressions / "bmp_12_megapixels_in_81_bytes.bmp", bytes.fromhex(
         "424d660000000000000036000000280000003d00000000000300010018000000000030000000c40e"
         "0000c40e000000000000000000000000000036000000002effffff1f4a5c3b6f733b94000000001700"))
+    # Found by fuzz_image_decode (its 30-minute campaign): a 39-byte BMP whose row bytes times rows overflow int64 in
+    # tessera's own BMP size check. These are its bytes, libFuzzer's artifact.
+    write_hex(regressions / "bmp_rows_overflow.bmp",
+              bytes.fromhex("424d6610000000270000000000000000003427ffff6060002a8a80001800008000003000008400"))
     # Found by fuzz_image_decode: a PNG whose first IDAT chunk is empty (stb copies its zero bytes to a null pointer).
     # Here rgb_5x3.png with an empty IDAT chunk before its own.
     png = seeds["rgb_5x3.png"]

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -240,10 +241,13 @@ inline std::string check_bmp_size(const uint8_t* bytes, size_t size) {
   }
   if (width <= 0 || height == 0 || bits <= 0 || bits > 32) return {};  // stb refuses these itself
   const int64_t rows = height < 0 ? -height : height;
-  const int64_t row_bytes = (width * bits + 31) / 32 * 4;
-  if (row_bytes * rows <= static_cast<int64_t>(size)) return {};
+  const int64_t row_bytes = (width * bits + 31) / 32 * 4;  // at most 2^34: no overflow
+  // row_bytes * rows <= size, without the product (up to 2^65, found by fuzz_image_decode).
+  if (row_bytes <= static_cast<int64_t>(std::min<uint64_t>(size, INT64_MAX)) / rows) return {};
+  const std::string need =
+      row_bytes <= std::numeric_limits<int64_t>::max() / rows ? std::to_string(row_bytes * rows) : "more than 2^63";
   return "its " + std::to_string(width) + "x" + std::to_string(rows) + " pixels of " + std::to_string(bits) +
-         " bits need " + std::to_string(row_bytes * rows) + " bytes of rows, but the file has " + std::to_string(size);
+         " bits need " + need + " bytes of rows, but the file has " + std::to_string(size);
 }
 
 }  // namespace detail
