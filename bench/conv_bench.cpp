@@ -1,7 +1,8 @@
 // Benchmarks of the convolutional-stem kernels at CIFAR stem shapes: conv2d (im2col + GEMM) forward, backward and
 // both, against the reference loops and against the forward's GEMM alone; batch_norm forward and backward in training mode, against the reference.
-// GFLOP/s counts 2 B O (C kh kw) (Ho Wo) per direction (the backward computes dinp and dweight: twice the forward).
-// GB/s counts bytes read plus bytes written per call. Threads: OMP_NUM_THREADS.
+// The FLOP counter counts 2 B O (C kh kw) (Ho Wo) per direction (the backward computes dinp and dweight: twice the
+// forward), bytes the bytes read plus written per call; both are rates, printed per second (FLOP=44.4G/s).
+// Threads: OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -78,7 +79,7 @@ void BM_conv2d(benchmark::State& state) {
   }
   const double directions = pass == Pass::forward ? 1.0 : pass == Pass::backward ? 2.0 : 3.0;
   const double flops = directions * 2.0 * s.B * s.O * double(s.patch_size()) * double(s.out_pixels());
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The yardstick: the forward's GEMM alone, weight (O, K) times the whole batch's columns (K, B P) built beforehand,
@@ -93,7 +94,7 @@ void BM_conv2d_gemm_only(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double flops = 2.0 * s.O * double(K) * double(N);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---------------------------------------------------------------------------------------------- batch_norm
@@ -114,7 +115,7 @@ void BM_batch_norm_forward(benchmark::State& state) {
                                      inp.data(), w.data(), b.data(), B, C, HW, 1e-5f, 0.1f);
     benchmark::ClobberMemory();
   }
-  state.counters["GB/s"] = benchmark::Counter(kF * 2.0 * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = benchmark::Counter(kF * 2.0 * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 template <bool fast>
@@ -134,7 +135,7 @@ void BM_batch_norm_backward(benchmark::State& state) {
                                       mean.data(), rstd.data(), B, C, HW);
     benchmark::ClobberMemory();
   }
-  state.counters["GB/s"] = benchmark::Counter(kF * 4.0 * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = benchmark::Counter(kF * 4.0 * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Augmentation throughput on one thread (what one DataLoader worker can produce): each op of TrivialAugment at a
 // middle magnitude, TrivialAugmentWide and RandAugment with their random draws, Cutout, the reference and fast CIFAR-10
-// training transforms end to end, and MixUp/CutMix on a 128-image batch. Counters: images per second.
+// training transforms end to end, and MixUp/CutMix on a 128-image batch. Counter: images, per second.
 // Run: build/bench/data_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
@@ -29,8 +29,8 @@ Image cifar_like_image() {
 }
 
 void set_images_per_second(benchmark::State& state, int64_t images_per_iteration = 1) {
-  state.counters["img/s"] = benchmark::Counter(static_cast<double>(state.iterations() * images_per_iteration),
-                                               benchmark::Counter::kIsRate);
+  state.counters["images"] =
+      benchmark::Counter(static_cast<double>(images_per_iteration), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One op at bin 15 of 31 of the wide space (positive sign).

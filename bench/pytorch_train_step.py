@@ -5,15 +5,22 @@ bench/vit_train_step: batch 128 of random 32x32 images, repeated, median images/
 The model is timm's VisionTransformer written out in plain torch (same layers, same shapes, the same
 fused scaled_dot_product_attention timm uses), so the work matches tessera's step exactly.
 
+It needs only PyTorch (pip install torch); timm is not needed.
+
     python3 bench/pytorch_train_step.py --threads 1 2      # prints one line per thread setting
 """
 import argparse
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as error:
+    sys.exit(f"bench/pytorch_train_step.py needs PyTorch ({error}): install it with `pip install torch` "
+             f"(into a virtual environment: python3 -m venv venv && venv/bin/pip install torch), then run it again")
 
 
 class Attention(nn.Module):
@@ -93,7 +100,7 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10, as bench/vit_train_step)")
     parser.add_argument("--inference", action="store_true", help="time forward only (eval, inference_mode)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {'inference' if args.inference else 'training step'}, batch {args.batch}")

@@ -24,9 +24,13 @@ def medians(path):
     for name, reps in runs.items():
         unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[reps[0]["time_unit"]]
         row = {"ms": statistics.median(r["real_time"] * unit for r in reps), "n": len(reps)}
-        for key in ("GFLOP/s", "GB/s"):
+        # The benchmarks' rate counters FLOP and bytes (per second), as GFLOP/s and GB/s; JSON written before they
+        # were renamed holds GFLOP/s and GB/s themselves.
+        for key, rate in (("FLOP", "GFLOP/s"), ("bytes", "GB/s")):
             if key in reps[0]:
-                row[key] = statistics.median(r[key] for r in reps)
+                row[rate] = statistics.median(r[key] for r in reps) * 1e-9
+            elif rate in reps[0]:
+                row[rate] = statistics.median(r[rate] for r in reps)
         out[name] = row
     return out, data.get("context", {})
 

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Time training steps (or inference) of vit_cifar on random data; prints median images/s"};
   std::vector<int> threads = {static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
   int64_t batch = 128;
-  int warmup = 3, steps = 20;
+  int warmup = 3, steps = 10;
   bool inference = false, composed = false;
   app.add_option("--threads", threads, "Thread counts to time, one line each")->check(CLI::PositiveNumber);
   app.add_option("--batch", batch, "Images per step")->capture_default_str()->check(CLI::PositiveNumber);

@@ -1,9 +1,11 @@
-// CLI11 validators of the examples whose messages name the bad value.
+// CLI11 validators of the examples whose messages name the bad value, and the exit status of a usage error.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -32,6 +34,33 @@ inline CLI::Validator positive() {
         return number >= 1 ? "" : "must be at least 1, got " + value;
       },
       ">= 1");
+}
+
+// A whole number from 0 to 2^64 - 1 in decimal digits, rewritten without leading zeros. Use it with ->transform():
+// CLI11 alone would read "-1" as 18446744073709551615 and "010" as octal 8.
+inline CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const std::string range = "a whole number from 0 to " + std::to_string(std::numeric_limits<uint64_t>::max());
+        uint64_t number = 0;
+        const char* end = value.data() + value.size();
+        const auto [stop, error] = std::from_chars(value.data(), end, number);
+        if (value.empty() || value.front() < '0' || value.front() > '9' || stop != end || error != std::errc())
+          return "must be " + range + ", got '" + value + "'";
+        value = std::to_string(number);
+        return "";
+      },
+      ">= 0");
+}
+
+// The exit status of a command-line usage error (an unknown flag, a missing or bad value), the same in every
+// example and documented in docs/training.md: 2, as in most command-line tools. 1 is for errors while running.
+inline constexpr int kUsageErrorStatus = 2;
+
+// After CLI::App::parse threw: prints what CLI11 prints (the help for --help, else the error and a hint) and returns
+// the exit status: 0 for --help, kUsageErrorStatus for every error (CLI11's own codes are 105, 106, 109...).
+inline int usage_exit(const CLI::App& app, const CLI::ParseError& error) {
+  return app.exit(error) == 0 ? 0 : kUsageErrorStatus;
 }
 
 }  // namespace examples

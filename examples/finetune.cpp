@@ -84,7 +84,7 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return examples::usage_exit(app, e);
   }
   flags.apply();
   train::TrainerOptions& options = flags.options;

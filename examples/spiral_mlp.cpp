@@ -6,6 +6,8 @@
 #include <iostream>
 #include <tessera/tessera.hpp>
 
+#include "cli_checks.hpp"
+
 using namespace tessera;
 
 namespace {
@@ -51,8 +53,12 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", hidden, "units per hidden layer")->check(CLI::PositiveNumber);
   app.add_option("--points", per_arm, "points per spiral arm")->check(CLI::PositiveNumber);
   app.add_option("--lr", learning_rate, "learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--seed", seed, "random seed");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--seed", seed, "random seed")->transform(examples::unsigned_integer());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return examples::usage_exit(app, e);
+  }
 
   Generator gen(seed);
   const SpiralData data = make_spirals(per_arm, gen);

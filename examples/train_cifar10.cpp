@@ -101,7 +101,8 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start, dist
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return comm.is_root() ? app.exit(e) : app.exit(e, std::cout, std::cout);  // other ranks print nothing
+    if (!comm.is_root()) return app.exit(e, std::cout, std::cout) == 0 ? 0 : examples::kUsageErrorStatus;  // silent
+    return examples::usage_exit(app, e);
   }
   flags.options.communicator = &comm;  // before apply(), which checks the batch against the ranks
 

@@ -106,7 +106,8 @@ struct TrainingFlags {
         ->capture_default_str()
         ->check(above(0, true));
     app.add_option("--seed", options.seed, "Seed of the model's init, the shuffle and the augmentation")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->transform(unsigned_integer());
     app.add_option("--threads", threads, "Compute threads (OpenMP)")->capture_default_str()->check(above(0));
     app.add_option("--workers", options.workers, "Data-loading threads per loader (0: load on the training thread)")
         ->capture_default_str()

@@ -1,6 +1,7 @@
 // Draws where a trained ViT looks (docs/attention.md): the attention that what its head reads pays to each patch — the
 // class token's attention, or, for an average-pooled model without one, the mean attention each patch receives —
-// of one head, a grid of all heads of a layer, and the attention rollout over all layers, each as a heatmap PNG.
+// of one head, a grid of all heads of a layer, and the attention rollout over all layers, each as a heatmap PNG with
+// a title (layer, head, what the map shows, the predicted class) and a labelled colour bar.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +25,12 @@
 using namespace tessera;
 
 namespace {
+
+const std::map<std::string, viz::Overlay>& overlays() {
+  static const std::map<std::string, viz::Overlay> modes = {{"by-value", viz::Overlay::by_value},
+                                                            {"uniform", viz::Overlay::uniform}};
+  return modes;
+}
 
 const std::map<std::string, viz::HeadFusion>& head_fusions() {
   static const std::map<std::string, viz::HeadFusion> fusions = {
@@ -42,12 +50,13 @@ int run(int argc, char** argv) {
   CLI::App app{"Attention heatmaps of a checkpoint written by train_cifar10 or finetune, drawn over an image"};
   app.set_help_flag("-h,--help", "Print this help and exit");
   std::filesystem::path checkpoint, image_path, out_dir = "attention";
-  std::string name, fusion = "mean";
+  std::string name, fusion = "mean", overlay = "by-value";
   int64_t layer = -1, head = 0, size = 224;
-  double alpha = 0.5;
+  double alpha = viz::HeatmapOptions{}.alpha;
+  bool plain = false;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--checkpoint", checkpoint, "Checkpoint (.safetensors) written by train::Trainer")->required();
-  app.add_option("--image", image_path, "The image (png, jpg, jpeg, bmp)")->required();
+  app.add_option("--image", image_path, "One image file (png, jpg, jpeg, bmp)")->required();
   app.add_option("--layer", layer, "Block whose heads are drawn, from 0; negative counts from the end (-1: the last)")
       ->capture_default_str();
   app.add_option("--head", head, "Head drawn alone, from 0; negative counts from the end")->capture_default_str();
@@ -56,9 +65,15 @@ int run(int argc, char** argv) {
   app.add_option("--size", size, "Pictures are enlarged by a whole factor to at least this many pixels a side")
       ->capture_default_str()
       ->check(examples::positive());
-  app.add_option("--alpha", alpha, "Opacity of the heatmap over the image")
+  app.add_option("--alpha", alpha, "Largest opacity of the heatmap over the image (see --overlay)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--overlay", overlay,
+                 "by-value: opacity grows with the value, so cold pixels keep the photo and a diffuse map barely tints "
+                 "it; uniform: the same opacity everywhere")
+      ->capture_default_str()
+      ->check(CLI::IsMember(overlays()));
+  app.add_flag("--plain", plain, "Pictures without title, head numbers and colour bar");
   app.add_option("--rollout-fusion", fusion, "How the rollout fuses the heads of a layer: mean, max or min")
       ->capture_default_str()
       ->check(CLI::IsMember(head_fusions()));
@@ -66,9 +81,15 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return examples::usage_exit(app, e);
   }
   set_num_threads(threads);
+
+  // One image per run: a folder is a usage mistake worth naming (classify takes folders).
+  std::error_code ec;
+  TESSERA_CHECK(!std::filesystem::is_directory(image_path, ec), "--image '", image_path.string(),
+                "' is a folder; visualize_attention draws one image, so --image takes one image file (png, jpg, jpeg or "
+                "bmp). To classify every image of a folder, use classify --image FOLDER");
 
   const train::Classifier classifier = train::load_classifier(checkpoint);
   const nn::ViTConfig& config = classifier.config;
@@ -103,15 +124,35 @@ int run(int argc, char** argv) {
   const float* p = class_probs.data();
   const int64_t predicted = std::max_element(p, p + config.num_classes) - p;
 
+  const bool class_token = query.rows == viz::QueryRows::class_token;
+  std::ostringstream prediction;
+  prediction << "predicted " << info.class_names[static_cast<size_t>(predicted)] << " (" << std::fixed
+             << std::setprecision(1) << 100.0 * static_cast<double>(p[predicted]) << "%)";
+  // The titles: what each picture shows, in words short enough for a 128-pixel picture.
+  const bool weighted = !class_token && !query.patch_weights.empty();  // seqpool: the patch rows pool-weighted
+  const std::string map_words = class_token ? "class token attention"
+                                : weighted  ? "pool-weighted attention received"
+                                            : "mean attention received";
+  const std::string rollout_words = class_token ? "flow into class token"
+                                    : weighted  ? "flow into sequence pooling"
+                                                : "flow into mean pooling";
+
   viz::HeatmapOptions heatmap;
   heatmap.min_size = size;
   heatmap.alpha = alpha;
+  heatmap.overlay = overlays().at(overlay);
+  heatmap.colorbar = !plain;
   viz::HeadGridOptions grid;
   grid.heatmap = heatmap;
   grid.columns = config.num_heads <= 6 ? config.num_heads : 0;  // one row when it stays narrow, else a square
+  grid.head_numbers = !plain;
   viz::RolloutOptions rollout;
   rollout.head_fusion = head_fusions().at(fusion);
   rollout.query = query;
+  auto titled = [plain](viz::HeatmapOptions options, const std::string& title) {
+    options.title = plain ? std::string() : title;
+    return options;
+  };
 
   std::filesystem::create_directories(out_dir);
   if (name.empty()) name = image_path.stem().string();
@@ -120,17 +161,24 @@ int run(int argc, char** argv) {
                               head_png = out_dir / (name + layer_tag + "_head" + std::to_string(head) + ".png"),
                               heads_png = out_dir / (name + layer_tag + "_heads.png"),
                               rollout_png = out_dir / (name + "_rollout.png");
-  viz::HeatmapOptions plain = heatmap;
-  plain.alpha = 0.0;  // no heatmap: the image alone, enlarged like the others
+  viz::HeatmapOptions input_only = titled(heatmap, "input " + std::to_string(config.img_size) + "x" +
+                                                         std::to_string(config.img_size) + "\n" + prediction.str());
+  input_only.alpha = 0.0;  // no heatmap: the image alone, enlarged like the others
+  input_only.colorbar = false;
   const Tensor<float> head_map = viz::attention_map(probs, layer, head, 0, query);
-  viz::write_heatmap_png(input_png, head_map, image, plain);
-  viz::write_heatmap_png(head_png, head_map, image, heatmap);
+  viz::write_heatmap_png(input_png, head_map, image, input_only);
+  viz::write_heatmap_png(head_png, head_map, image,
+                         titled(heatmap, "layer " + std::to_string(layer) + ", head " + std::to_string(head) + "\n" +
+                                             map_words + "\n" + prediction.str()));
+  grid.heatmap.title = plain ? std::string()
+                             : "layer " + std::to_string(layer) + ": " + map_words + ", " + prediction.str();
   viz::write_head_grid_png(heads_png, viz::attention_maps(probs, layer, 0, query), image, grid);
-  viz::write_heatmap_png(rollout_png, viz::attention_rollout(probs, 0, rollout), image, heatmap);
+  viz::write_heatmap_png(rollout_png, viz::attention_rollout(probs, 0, rollout), image,
+                         titled(heatmap, "rollout, " + std::to_string(config.depth) + " layers\n" + rollout_words +
+                                             "\n" + prediction.str()));
 
   std::cout << image_path.string() << ": predicted " << info.class_names[static_cast<size_t>(predicted)] << " ("
             << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(p[predicted]) << "%)\n";
-  const bool class_token = query.rows == viz::QueryRows::class_token;
   std::cout << "the maps show " << viz::describe(query) << " (global_pool \"" << config.global_pool << "\"); "
             << (class_token ? "the rollout, how much each patch flows into the class token through all blocks"
                             : "the rollout, how much each patch flows into the pooled patch tokens through all blocks")

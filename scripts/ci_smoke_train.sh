@@ -8,6 +8,8 @@
 #   binary:  default build/release/examples/train_cifar10 (cmake --preset release && cmake --build --preset release)
 #   MIN_ACCURACY (percent, default 25) is the bar; BUDGET (minutes, default 3) the length of the run.
 set -euo pipefail
+# shellcheck source=scripts/lib/train_cifar10.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/train_cifar10.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 archive="${1:-$root/../shared/data/cifar10-jpg.tar.gz}"
@@ -21,14 +23,9 @@ if [[ ! -f "$archive" ]]; then
   echo "  first argument, or get the official binary data with scripts/download_cifar10.sh and run train_cifar10." >&2
   exit 1
 fi
-if [[ ! -x "$binary" ]]; then
-  echo "ci_smoke_train: error: no train_cifar10 executable at '$binary'." >&2
-  echo "  Build it with: cmake --preset release && cmake --build --preset release --target train_cifar10 -j2" >&2
-  echo "  or pass its path as the second argument." >&2
-  exit 1
-fi
+require_train_cifar10 ci_smoke_train "$binary" 1
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tessera_smoke_train.XXXXXX")"
+work="$(new_work_dir smoke_train)"
 trap 'rm -rf "$work"' EXIT
 
 echo "ci_smoke_train: extracting $archive"

@@ -15,6 +15,8 @@
 #   SEED (default 1) seeds the random kill times; THREADS (default 2) the compute threads of each run.
 # Exit status: 0 when every check passed, 1 when one failed (the message says which), 2 for bad arguments.
 set -euo pipefail
+# shellcheck source=scripts/lib/train_cifar10.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/train_cifar10.sh"
 
 if [[ $# -lt 2 || $# -gt 3 ]]; then
   echo "usage: $0 DATA_OR_ARCHIVE BINARY [KILLS]" >&2
@@ -25,13 +27,9 @@ binary="$2"
 kills="${3:-24}"
 threads="${THREADS:-2}"
 RANDOM="${SEED:-1}"
+require_train_cifar10 kill_resume_test "$binary" 2
 
-if [[ ! -x "$binary" ]]; then
-  echo "kill_resume_test: error: no train_cifar10 executable at '$binary'" >&2
-  exit 2
-fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/tessera_kill_resume.XXXXXX")"
+work="$(new_work_dir kill_resume)"
 pid=""
 cleanup() {
   if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes the pictures of docs/attention.md: for a few CIFAR-10 test images, visualize_attention's input, per-head grid
-# of the last layer and rollout, copied into docs/images/; then prints classify's output for the same images.
+# of the last layer and rollout (titled, with colour bars and the by-value overlay), copied into docs/images/; then
+# prints classify's output for the same images.
 #
 # Usage: scripts/make_attention_pictures.sh CHECKPOINT DATA_ROOT
 #   CHECKPOINT: a vit_cifar checkpoint written by train_cifar10 (copy it first if a run is still rewriting it)

@@ -82,9 +82,9 @@ def main():
     ax.set_title(args.title)
     ax.set_xticks(range(1, last_epoch + 1, 1 if last_epoch <= 10 else 5))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(args.out)
+    # Below the axes, where it covers no curve (inside, it hid the first epochs); the figure grows to hold it.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize="small", frameon=False)
+    fig.savefig(args.out, bbox_inches="tight")
     print(f"wrote {args.out}")
 
 

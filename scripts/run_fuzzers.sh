@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds tessera's fuzz targets (tests/fuzz: libFuzzer + ASan + UBSan, clang) and runs each: first on every kept
 # regression input (tests/fuzz/regressions/<target>/), then fuzzing for a given time from the seed corpus
-# (tests/fuzz/corpus/<target>/). Exits non-zero when any target crashes, leaks, times out or reports undefined
-# behaviour; crash inputs are left in <build dir>/artifacts/<target>/. docs/reliability.md explains the targets.
+# (tests/fuzz/corpus/<target>/); both are copied to <build dir>/inputs/ first, `.hex` files decoded. Exits non-zero
+# when any target crashes, leaks, times out or reports undefined behaviour; crash inputs are left in
+# <build dir>/artifacts/<target>/. docs/reliability.md explains the targets.
 #
 #   scripts/run_fuzzers.sh [seconds per target, default 60] [target ...]   (targets: default all five)
 #
-# Environment: FUZZ_BUILD_DIR (default build/fuzz), FUZZ_CXX (default clang++-14), FUZZ_JOBS (build jobs, default 2).
+# Environment: FUZZ_BUILD_DIR (default build/fuzz), FUZZ_CXX (default clang++-14), FUZZ_JOBS (build jobs, default 2),
+# FUZZ_SEED (libFuzzer's -seed; default: a new random seed each run).
 # Inputs the fuzzer finds go to <build dir>/corpus/<target>/, never into the committed seeds; a later run goes on from
 # them. Needs clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes), libomp-14-dev for OpenMP.
 set -euo pipefail
@@ -19,6 +21,8 @@ targets=("$@")
 build=${FUZZ_BUILD_DIR:-build/fuzz}
 cxx=${FUZZ_CXX:-clang++-14}
 jobs=${FUZZ_JOBS:-2}
+seed_flag=()
+[ -z "${FUZZ_SEED:-}" ] || seed_flag=(-seed="$FUZZ_SEED")
 
 # Largest input the fuzzer makes, per target: a few times the largest seed (the checkpoint seed is 21 KB).
 max_len() {
@@ -27,6 +31,24 @@ max_len() {
     cifar10_batch) echo 16384 ;;
     *) echo 8192 ;;
   esac
+}
+
+# Copies the committed inputs in folder $1 to folder $2, turning each `<name>.hex` back into the bytes of <name>
+# (the inputs that start like images are kept as hex text, so that the repository holds no image files).
+stage_inputs() {
+  local from=$1 to=$2 file name
+  rm -rf "$to"
+  mkdir -p "$to"
+  [ -d "$from" ] || return 0
+  for file in "$from"/*; do
+    [ -f "$file" ] || continue
+    name=$(basename "$file")
+    if [[ $name == *.hex ]]; then
+      printf "$(tr -d ' \n\r\t' <"$file" | sed 's/../\\x&/g')" >"$to/${name%.hex}"
+    else
+      cp "$file" "$to/$name"
+    fi
+  done
 }
 
 # -O2 with assertions on (no NDEBUG): tessera's own asserts count as crashes too.
@@ -44,8 +66,10 @@ for target in "${targets[@]}"; do
   artifacts="$build/artifacts/$target"
   log="$build/logs/$target.log"
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
+  stage_inputs "tests/fuzz/regressions/$target" "$build/inputs/regressions/$target"
+  stage_inputs "tests/fuzz/corpus/$target" "$build/inputs/seeds/$target"
   echo "=== $target: regression inputs"
-  mapfile -t regressions < <(find "tests/fuzz/regressions/$target" -type f 2>/dev/null | sort)
+  mapfile -t regressions < <(find "$build/inputs/regressions/$target" -type f | sort)
   if [ ${#regressions[@]} -gt 0 ] &&
      ! "$exe" -rss_limit_mb=2048 -timeout=25 -artifact_prefix="$artifacts/" "${regressions[@]}" >"$log.regressions" 2>&1; then
     tail -n 40 "$log.regressions"
@@ -54,7 +78,8 @@ for target in "${targets[@]}"; do
   fi
   echo "=== $target: fuzzing for ${seconds}s"
   if ! "$exe" -max_total_time="$seconds" -max_len="$(max_len "$target")" -rss_limit_mb=2048 -timeout=25 \
-       -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1; then
+       "${seed_flag[@]}" \
+       -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "$build/inputs/seeds/$target" >"$log" 2>&1; then
     tail -n 60 "$log"
     failed+=("$target")
   fi

@@ -4,8 +4,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,44 +18,11 @@ using namespace tessera;
 namespace {
 
 using test::check_error;
+using test::read_text;
+using test::TempDir;
+using test::write_text;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device entropy;
-    path = fs::temp_directory_path() / ("tessera_checkpoint_test_" + std::to_string(entropy()) + std::to_string(entropy()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.is_open());
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void write_text(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
-
-nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 8;
-  c.patch_size = 4;
-  c.num_classes = 3;
-  c.embed_dim = 8;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 2.0;
-  return c;
-}
+nn::ViTConfig tiny_config() { return test::tiny_vit_config(); }
 
 using Model = nn::VisionTransformer<float>;
 

@@ -1,14 +1,12 @@
-// End-to-end runs of examples/classify and examples/visualize_attention on a tiny checkpoint written here, with
-// their error cases. tests/CMakeLists.txt passes the programs' paths as TESSERA_CLASSIFY_EXE and
-// TESSERA_VISUALIZE_ATTENTION_EXE.
+// End-to-end runs of examples/classify, visualize_attention and finetune on a tiny checkpoint written here, with
+// their error cases and the exit statuses of command-line usage errors. tests/CMakeLists.txt passes the programs'
+// paths as TESSERA_CLASSIFY_EXE, TESSERA_VISUALIZE_ATTENTION_EXE and TESSERA_FINETUNE_EXE.
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -23,18 +21,12 @@ using namespace tessera;
 
 namespace {
 
+using test::read_text;
+using test::TempDir;
+using test::write_text;
+
 // The tiny model: 8x8 input, 4x4 patches (a 2x2 grid), 2 blocks of 2 heads, 3 classes.
-nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 8;
-  c.patch_size = 4;
-  c.num_classes = 3;
-  c.embed_dim = 8;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 2.0;
-  return c;
-}
+nn::ViTConfig tiny_config() { return test::tiny_vit_config(); }
 
 const std::vector<std::string> kClassNames = {"apple", "boat", "cloud"};
 const std::vector<float> kMean = {0.5f, 0.4f, 0.3f}, kStd = {0.2f, 0.25f, 0.3f};
@@ -54,15 +46,6 @@ data::Image pattern_image(int64_t height, int64_t width, int64_t channels) {
     for (int64_t x = 0; x < width; ++x)
       for (int64_t c = 0; c < channels; ++c) image.at(y, x, c) = static_cast<uint8_t>((37 * y + 59 * x + 91 * c) % 256);
   return image;
-}
-
-void write_text(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
-
-std::string read_text(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream s;
-  s << file.rdbuf();
-  return s.str();
 }
 
 struct Run {
@@ -113,18 +96,6 @@ std::vector<std::pair<std::string, double>> printed_top(const std::string& out, 
   }
   return top;
 }
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tessera_examples_cli_" + std::to_string(::getpid()));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -227,15 +198,57 @@ TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNG
                        "16"});
     REQUIRE_MESSAGE(r.code == 0, r.err);
     CHECK(contains(r.out, "predicted "));
-    // 8x8 resized image enlarged twice to reach 16 pixels; the grid is one row of 2 panels with 4-pixel gaps.
+    CHECK(contains(r.out, "the maps show the class token's attention to each patch"));
+    // 8x8 resized image enlarged twice to reach 16 pixels, annotated at text scale 1: a 4-pixel margin around the
+    // title's lines (10 pixels each) and the picture; the grid has a title line, then "head i" (10 pixels) above
+    // each 16-pixel panel, with 4-pixel gaps. Widths depend on the printed texts; each holds at least its pictures.
+    const std::vector<std::tuple<std::string, int64_t, int64_t>> expected = {
+        {"photo_input.png", 4 + 20 + 16 + 4, 16 + 8}, {"photo_layer1_head0.png", 4 + 30 + 16 + 4, 16 + 8 + 8},
+        {"photo_layer1_heads.png", 4 + 10 + 10 + 16 + 4, 2 * (16 + 8) + 3 * 4},
+        {"photo_rollout.png", 4 + 30 + 16 + 4, 16 + 8 + 8}};
+    for (const auto& [key, height, min_width] : expected) {
+      const std::string& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
+      CAPTURE(name);
+      CHECK(contains(r.out, "wrote " + (out / name).string()));
+      REQUIRE(fs::exists(out / name));
+      const data::Image png = data::decode_image(out / name);
+      CHECK(png.height == height);
+      CHECK(png.width >= min_width);
+    }
+    // The titles and head numbers are drawn in the pictures (the 5x7 font, black on white).
+    auto holds_text = [](const data::Image& picture, const std::string& text) {
+      data::Image patch(viz::text_height(), viz::text_width(text), 3, 255);
+      viz::draw_text(patch, 0, 0, text, viz::Rgb{0, 0, 0});
+      for (int64_t y = 0; y + patch.height <= picture.height; ++y)
+        for (int64_t x = 0; x + patch.width <= picture.width; ++x) {
+          bool same = true;
+          for (int64_t r = 0; r < patch.height && same; ++r)
+            same = std::equal(patch.data() + r * patch.width * 3, patch.data() + (r + 1) * patch.width * 3,
+                              picture.data() + ((y + r) * picture.width + x) * 3);
+          if (same) return true;
+        }
+      return false;
+    };
+    const data::Image grid = data::decode_image(out / "photo_layer1_heads.png");
+    CHECK(holds_text(grid, "head 0"));
+    CHECK(holds_text(grid, "head 1"));
+    CHECK(holds_text(grid, "layer 1: class token attention, predicted"));
+    CHECK(holds_text(data::decode_image(out / "photo_layer1_head0.png"), "layer 1, head 0"));
+    CHECK(holds_text(data::decode_image(out / "photo_rollout.png"), "rollout, 2 layers"));
+  }
+
+  SUBCASE("--plain: the pictures alone, without title, head numbers or colour bar") {
+    const Run r = run(tmp.path, visualize,
+                      {"--checkpoint", checkpoint.string(), "--image", image.string(), "--out", out.string(), "--size",
+                       "16", "--plain", "--overlay", "uniform", "--alpha", "0.5"});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    // The grid is one row of 2 panels with 4-pixel gaps.
     const std::vector<std::tuple<std::string, int64_t, int64_t>> expected = {
         {"photo_input.png", 16, 16}, {"photo_layer1_head0.png", 16, 16}, {"photo_layer1_heads.png", 24, 44},
         {"photo_rollout.png", 16, 16}};
     for (const auto& [key, height, width] : expected) {
       const std::string& name = key;  // clang 14 cannot capture a binding in doctest's message lambda
       CAPTURE(name);
-      CHECK(contains(r.out, "wrote " + (out / name).string()));
-      REQUIRE(fs::exists(out / name));
       const data::Image png = data::decode_image(out / name);
       CHECK(png.height == height);
       CHECK(png.width == width);
@@ -249,7 +262,8 @@ TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNG
     REQUIRE_MESSAGE(r.code == 0, r.err);
     CHECK(fs::exists(out / "pic_layer0_head1.png"));
     CHECK(fs::exists(out / "pic_layer0_heads.png"));
-    CHECK(data::decode_image(out / "pic_rollout.png").height == 224);
+    // The default --size 224: text scale 2, so an 8-pixel margin around 3 title lines of 20 pixels and the picture.
+    CHECK(data::decode_image(out / "pic_rollout.png").height == 8 + 3 * 20 + 224 + 8);
   }
 
   SUBCASE("errors") {
@@ -270,6 +284,10 @@ TEST_CASE("visualize_attention writes the head, head-grid, rollout and input PNG
     check_fails(run(tmp.path, visualize,
                     {"--checkpoint", missing.string(), "--image", image.string(), "--out", out.string()}),
                 "visualize_attention", {missing.string(), "does not exist"});
+    // A folder: one image file is expected (classify takes folders).
+    check_fails(run(tmp.path, visualize,
+                    {"--checkpoint", checkpoint.string(), "--image", tmp.path.string(), "--out", out.string()}),
+                "visualize_attention", {tmp.path.string(), "is a folder", "takes one image file", "classify"});
   }
 }
 
@@ -325,4 +343,52 @@ TEST_CASE("finetune loads a checkpoint into a new head and input size, freezes, 
   // A wrong data folder is named.
   check_fails(run(tmp.path, finetune, {"--pretrained", pretrained.string(), "--data", (tmp.path / "nowhere").string()}),
               "finetune", {"nowhere"});
+}
+
+TEST_CASE("every example exits with status 2 on a command-line usage error and 0 for --help") {
+  TempDir tmp;
+  // Each program with its required flags (their files need not exist: the command line is checked first).
+  const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>> programs = {
+      {"classify", TESSERA_CLASSIFY_EXE, {"--checkpoint", "c.safetensors", "--image", "i.png"}},
+      {"visualize_attention", TESSERA_VISUALIZE_ATTENTION_EXE, {"--checkpoint", "c.safetensors", "--image", "i.png"}},
+      {"finetune", TESSERA_FINETUNE_EXE, {"--data", "nowhere"}}};
+  for (const auto& [key, path, required] : programs) {
+    const std::string& program = key;  // clang 14 cannot capture a binding in doctest's message lambda
+    CAPTURE(program);
+    const Run help = run(tmp.path, path, {"--help"});
+    CHECK(help.code == 0);
+    CHECK(contains(help.out, "--help"));
+    std::vector<std::string> args = required;
+    args.push_back("--no-such-flag");
+    const Run unknown = run(tmp.path, path, args);
+    CHECK(unknown.code == 2);
+    CHECK_MESSAGE(contains(unknown.err, "--no-such-flag"), unknown.err);
+    const Run missing = run(tmp.path, path, {});
+    CHECK(missing.code == 2);
+    CHECK_MESSAGE(contains(missing.err, "is required"), missing.err);
+  }
+
+  const Run top =
+      run(tmp.path, TESSERA_CLASSIFY_EXE, {"--checkpoint", "c.safetensors", "--image", "i.png", "--top", "0"});
+  CHECK(top.code == 2);
+  CHECK_MESSAGE(contains(top.err, "--top"), top.err);
+
+  // --seed takes 0 to 2^64 - 1 in decimal: a negative, fractional or too large value is a usage error naming the flag.
+  const std::string finetune = TESSERA_FINETUNE_EXE, nowhere = (tmp.path / "nowhere").string();
+  for (const std::string seed : {"-1", "1.5", "0x10", "18446744073709551616", ""}) {
+    CAPTURE(seed);
+    const Run r = run(tmp.path, finetune, {"--data", nowhere, "--seed", seed});
+    CHECK(r.code == 2);
+    CHECK_MESSAGE(contains(r.err, "--seed"), r.err);
+  }
+  const Run negative = run(tmp.path, finetune, {"--data", nowhere, "--seed", "-1"});
+  CHECK_MESSAGE(contains(negative.err, "--seed: must be a whole number from 0 to 18446744073709551615, got '-1'"),
+                negative.err);
+  // The largest seed and one with leading zeros pass the command line: the run then fails on the missing folder (1).
+  for (const std::string seed : {"18446744073709551615", "007"}) {
+    CAPTURE(seed);
+    const Run r = run(tmp.path, finetune, {"--data", nowhere, "--seed", seed});
+    CHECK(r.code == 1);
+    CHECK_MESSAGE(contains(r.err, "nowhere"), r.err);
+  }
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,10 +23,24 @@ namespace {
 
 const fs::path kFuzzDir = fs::path(TESSERA_FIXTURES_DIR).parent_path() / "fuzz";
 
+// The bytes of an input file; of a `.hex` file (the inputs that start like images are kept as hex text, so that the
+// repository holds no image files), the bytes its hex digits spell.
 std::vector<uint8_t> read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.is_open());
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE_MESSAGE(in.is_open(), path.string());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (path.extension() != ".hex") return bytes;
+  std::string digits;
+  for (const uint8_t c : bytes)
+    if (!std::isspace(c)) digits += static_cast<char>(c);
+  REQUIRE_MESSAGE(digits.size() % 2 == 0, path.string() << ": an odd number of hex digits");
+  std::vector<uint8_t> decoded(digits.size() / 2);
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    size_t used = 0;
+    decoded[i] = static_cast<uint8_t>(std::stoul(digits.substr(2 * i, 2), &used, 16));
+    REQUIRE_MESSAGE(used == 2, path.string() << ": '" << digits.substr(2 * i, 2) << "' is no hex byte");
+  }
+  return decoded;
 }
 
 std::vector<fs::path> files_in(const fs::path& dir) {
@@ -48,17 +63,7 @@ std::string error_of(fuzz::Entry entry, const fs::path& path) {
   return "";
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("tessera_hardening_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 }  // namespace
 
@@ -96,8 +101,9 @@ TEST_CASE("each regression input fails for the reason it was kept") {
   check(fuzz::safetensors, "safetensors", "shape_overflow_zero_first.safetensors", "more than 2^63 - 1 elements");
   check(fuzz::safetensors, "safetensors", "nested_100000_levels.safetensors", "more than 64 levels deep");
   check(fuzz::safetensors, "safetensors", "nested_metadata.safetensors", "more than 64 levels deep");
-  check(fuzz::safetensors, "safetensors", "jpeg.safetensors", "not a safetensors file (it starts like a JPEG image)");
-  check(fuzz::safetensors, "safetensors", "png.safetensors", "not a safetensors file (it starts like a PNG image)");
+  check(fuzz::safetensors, "safetensors", "jpeg.safetensors.hex",
+        "not a safetensors file (it starts like a JPEG image)");
+  check(fuzz::safetensors, "safetensors", "png.safetensors.hex", "not a safetensors file (it starts like a PNG image)");
   check(fuzz::vit_config, "vit_config", "depth_1e50.json", "'depth' is 1e+50, out of the range of a 64-bit integer");
   check(fuzz::vit_config, "vit_config", "depth_2e63.json", "out of the range of a 64-bit integer");
   check(fuzz::vit_config, "vit_config", "depth_minus_1e19.json", "out of the range of a 64-bit integer");
@@ -115,15 +121,20 @@ TEST_CASE("each regression input fails for the reason it was kept") {
   check(fuzz::checkpoint, "checkpoint", "step_1e30.safetensors", "got 1e+30");
   check(fuzz::checkpoint, "checkpoint", "step_nan.safetensors", "got nan");
   check(fuzz::checkpoint, "checkpoint", "epoch_1e30.safetensors", "expected a non-negative integer");
-  check(fuzz::image_decode, "image_decode", "dht_overflow_9_bytes.jpg", "corrupt JPEG: a Huffman table segment (DHT)");
-  check(fuzz::image_decode, "image_decode", "dht_300_codes.jpg", "declares 300 codes, more than the 256 allowed");
-  check(fuzz::image_decode, "image_decode", "huge_64513x3616.jpg", "declares 64513x3616 pixels, more than the limit");
-  check(fuzz::image_decode, "image_decode", "huge_16384x16384.png", "declares 16384x16384 pixels");
-  check(fuzz::image_decode, "image_decode", "png_idat_2gb_length.png",
+  check(fuzz::image_decode, "image_decode", "dht_overflow_9_bytes.jpg.hex",
+        "corrupt JPEG: a Huffman table segment (DHT)");
+  check(fuzz::image_decode, "image_decode", "dht_300_codes.jpg.hex", "declares 300 codes, more than the 256 allowed");
+  check(fuzz::image_decode, "image_decode", "huge_64513x3616.jpg.hex",
+        "declares 64513x3616 pixels, more than the limit");
+  check(fuzz::image_decode, "image_decode", "huge_16384x16384.png.hex", "declares 16384x16384 pixels");
+  check(fuzz::image_decode, "image_decode", "png_idat_2gb_length.png.hex",
         "corrupt PNG: its chunk 'IDAT' at byte 33 declares 2113929245 bytes, more than the 45 left in the file");
-  check(fuzz::image_decode, "image_decode", "png_zlib_bomb.png", "would need a block of more than");
-  check(fuzz::image_decode, "image_decode", "bmp_12_megapixels_in_81_bytes.bmp",
+  check(fuzz::image_decode, "image_decode", "png_zlib_bomb.png.hex", "would need a block of more than");
+  check(fuzz::image_decode, "image_decode", "png_empty_first_idat.png.hex",
+        "corrupt PNG: its first IDAT chunk (at byte 33) is empty");
+  check(fuzz::image_decode, "image_decode", "bmp_12_megapixels_in_81_bytes.bmp.hex",
         "truncated BMP: its 61x196608 pixels of 24 bits need 36175872 bytes of rows, but the file has 81");
+  check(fuzz::image_decode, "image_decode", "bmp_rows_overflow.bmp.hex", "bytes of rows, but the file has 39");
   check(fuzz::cifar10_batch, "cifar10_batch", "label_10.bin", "has label 10");
   check(fuzz::cifar10_batch, "cifar10_batch", "truncated.bin", "not a positive multiple of the 3073-byte record");
 }
@@ -174,7 +185,8 @@ TEST_CASE("JSON: nesting is limited to kMaxJsonDepth and messages hold excerpts,
 
 TEST_CASE("decode_image: the pixel cap is checked before decoding and can be raised") {
   CHECK(data::kDefaultMaxImagePixels == 4096 * 4096);
-  const std::vector<uint8_t> jpeg = read_bytes(kFuzzDir / "corpus" / "image_decode" / "rgb_16x8_progressive.jpg");
+  const std::vector<uint8_t> jpeg =
+      read_bytes(kFuzzDir / "corpus" / "image_decode" / "rgb_16x8_progressive.jpg.hex");
   test::check_error([&] { (void)data::decode_image(jpeg.data(), jpeg.size(), "p.jpg", {.max_pixels = 127}); },
                     {"p.jpg", "declares 16x8 pixels, more than the limit of 127", "DecodeOptions::max_pixels"});
   const data::Image image = data::decode_image(jpeg.data(), jpeg.size(), "p.jpg", {.max_pixels = 128});

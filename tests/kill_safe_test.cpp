@@ -15,10 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <limits>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -38,74 +36,14 @@ using namespace tessera;
 namespace {
 
 using test::check_error;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device entropy;
-    path = fs::temp_directory_path() / ("tessera_kill_safe_" + std::to_string(entropy()) + std::to_string(entropy()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.is_open());
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.is_open());
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// The CSV columns a resumed run must reproduce: epoch, step, train_loss, test_acc (not img_per_s, elapsed_s).
-std::string without_timing(const std::string& line) {
-  size_t cut = 0;
-  for (int commas = 0; commas < 4; ++commas) cut = line.find(',', cut) + 1;
-  return line.substr(0, cut - 1);
-}
+using test::colour_dataset;
+using test::read_lines;
+using test::read_text;
+using test::TempDir;
+using test::without_timing;
 
 // Dropout and drop-path on, so that a resumed run also depends on the model's generator.
-nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 8;
-  c.patch_size = 4;
-  c.num_classes = 3;
-  c.embed_dim = 8;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 2.0;
-  c.proj_drop_rate = 0.1;
-  c.drop_path_rate = 0.1;
-  return c;
-}
-
-// n random 8x8 RGB images labelled with their brightest channel.
-std::shared_ptr<const data::Dataset> colour_dataset(int64_t n, uint64_t seed) {
-  Generator gen(seed);
-  std::vector<data::Image> images;
-  std::vector<int64_t> labels;
-  for (int64_t i = 0; i < n; ++i) {
-    const auto label = static_cast<int64_t>(gen.below(3));
-    data::Image image(8, 8, 3);
-    for (int64_t p = 0; p < 64; ++p)
-      for (int64_t c = 0; c < 3; ++c)
-        image.pixels[static_cast<size_t>(p * 3 + c)] = static_cast<uint8_t>(gen.below(c == label ? 256 : 160));
-    images.push_back(std::move(image));
-    labels.push_back(label);
-  }
-  return std::make_shared<data::InMemoryDataset>(std::move(images), std::move(labels),
-                                                 std::vector<std::string>{"red", "green", "blue"}, "colours");
-}
+nn::ViTConfig tiny_config() { return test::tiny_vit_config_with_dropout(); }
 
 // A dataset that, on its `at`-th load (counting from 1), either sets `flag` to SIGINT or raises a real SIGINT: with
 // no data workers the load happens on the training thread just before a step, so the stop comes during that step.
@@ -156,13 +94,8 @@ class SignalsNotIgnored {
   struct sigaction terminate_ {};
 };
 
-data::Compose train_transform() {
-  return data::Compose{data::RandomCrop(8, 1), data::RandomHorizontalFlip(0.5), data::ToTensor(),
-                       data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
-}
-data::Compose eval_transform() {
-  return data::Compose{data::ToTensor(), data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
-}
+data::Compose train_transform() { return test::colour_train_transform(); }
+data::Compose eval_transform() { return test::colour_eval_transform(); }
 
 constexpr int64_t kBatch = 4;  // 26 samples: 6 steps per epoch, 18 in the run
 
@@ -471,8 +404,8 @@ TEST_CASE("a non-finite loss stops the run naming the step and leaves the last c
     Trainer trainer = make_trainer(model, options);
     trainer.fit();
   }
-  const std::string checkpoint_before = read_bytes(options.checkpoint);
-  const std::string csv_before = read_bytes(options.csv);
+  const std::string checkpoint_before = read_text(options.checkpoint);
+  const std::string csv_before = read_text(options.csv);
   options.max_steps = 0;
   Model model(tiny_config(), 3);
   Trainer trainer = make_trainer(model, options);
@@ -482,8 +415,8 @@ TEST_CASE("a non-finite loss stops the run naming the step and leaves the last c
   check_error([&] { trainer.fit(); },
               {"loss became nan at step 7", "epoch 2, batch 1 of 6", "diverged.safetensors still holds step 6"});
   CHECK(trainer.global_step() == 6);
-  CHECK(read_bytes(options.checkpoint) == checkpoint_before);
-  CHECK(read_bytes(options.csv) == csv_before);
+  CHECK(read_text(options.checkpoint) == checkpoint_before);
+  CHECK(read_text(options.csv) == csv_before);
 }
 
 TEST_CASE("the live progress line never reaches the terminal's last column, and keeps what matters most") {

@@ -20,19 +20,10 @@ namespace ops = tessera::ops;
 
 namespace {
 
+using test::error_message;
+
 // A small model for the tiny-ViT tests: 4x4 images of 2 channels, 2x2 patches, dim 6, 2 heads, MLP 9 wide.
-nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 4;
-  c.patch_size = 2;
-  c.in_chans = 2;
-  c.num_classes = 3;
-  c.embed_dim = 6;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 1.5;
-  return c;
-}
+nn::ViTConfig tiny_config() { return test::tiny_4x4_vit_config(); }
 
 // timm's parameter names for a ViT of `depth` blocks, in timm's order.
 std::vector<std::string> timm_names(int depth) {
@@ -77,22 +68,6 @@ double max_abs(const Tensor<T>& t) {
   return m;
 }
 
-template <class T>
-Tensor<T> images(const nn::ViTConfig& c, int64_t batch, uint64_t seed) {
-  Generator gen(seed);
-  return Tensor<T>::normal(Shape{batch, c.in_chans, c.img_size, c.img_size}, T(0), T(1), gen);
-}
-
-// Catches the tessera::Error thrown by f and returns its message ("" when nothing was thrown).
-template <class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A two-level module for the Module tests: own parameter "scale", buffer "count", and two Linears.
 struct Toy : nn::Module<double> {
@@ -304,7 +279,7 @@ TEST_CASE("Freezing by glob pattern: counts, gradients and errors") {
   nn::VisionTransformer<float> tiny(tiny_config(), 0);
   tiny.freeze();
   tiny.unfreeze("head.*");
-  ops::sum(tiny(images<float>(tiny_config(), 2, 1))).backward();
+  ops::sum(tiny(test::random_images<float>(tiny_config(), 2, 1))).backward();
   CHECK(tiny.head.weight.grad().defined());
   CHECK_FALSE(tiny.blocks[0].attn.qkv.weight.grad().defined());
   CHECK_FALSE(tiny.cls_token.grad().defined());
@@ -313,7 +288,7 @@ TEST_CASE("Freezing by glob pattern: counts, gradients and errors") {
 TEST_CASE("state_dict round trip reproduces the model") {
   const auto config = tiny_config();
   nn::VisionTransformer<double> a(config, 1), b(config, 2);
-  const Tensor<double> x = images<double>(config, 3, 5);
+  const Tensor<double> x = test::random_images<double>(config, 3, 5);
   a.eval();
   b.eval();
   const Tensor<double> ya = a(x);
@@ -373,7 +348,7 @@ TEST_CASE("Dropout and drop-path act in training only; eval is deterministic") {
   CHECK(model.blocks[0].drop_path1.p == 0.0);  // linspace(0, 0.3, 2)
   CHECK(model.blocks[1].drop_path1.p == doctest::Approx(0.3));
 
-  const Tensor<float> x = images<float>(config, 4, 2);
+  const Tensor<float> x = test::random_images<float>(config, 4, 2);
   model.eval();
   const Tensor<float> e1 = model(x), e2 = model(x);
   CHECK(same_values(e1, e2));
@@ -440,7 +415,7 @@ TEST_CASE("Shape errors name the module and the shapes") {
 TEST_CASE("Attention probabilities are kept on request, detached, rows summing to 1") {
   const auto config = tiny_config();
   nn::VisionTransformer<double> model(config, 3);
-  const Tensor<double> x = images<double>(config, 2, 4);
+  const Tensor<double> x = test::random_images<double>(config, 2, 4);
   model(x);
   CHECK_FALSE(model.attention_probs()[0].defined());
   model.set_keep_attention(true);
@@ -490,7 +465,7 @@ TEST_CASE("gradcheck: a tiny ViT in double, logits and loss, with respect to par
       p.data()[i] = name.find("norm") != std::string::npos && name.find("weight") != std::string::npos
                         ? 1.0 + 0.2 * gen.normal()
                         : 0.3 * gen.normal();
-  const Tensor<double> x = images<double>(config, 2, 6).set_requires_grad();
+  const Tensor<double> x = test::random_images<double>(config, 2, 6).set_requires_grad();
   const std::vector<Tensor<double>> inputs = {x,
                                               model.cls_token,
                                               model.pos_embed,
@@ -520,7 +495,7 @@ TEST_CASE("The float fast paths compute the same function as the composed ops") 
   Generator gen(22);
   for (auto& [name, p] : model.named_parameters())
     for (int64_t i = 0; i < p.numel(); ++i) p.data()[i] = static_cast<float>(0.3 * gen.normal());
-  const Tensor<float> x = images<float>(config, 3, 23);
+  const Tensor<float> x = test::random_images<float>(config, 3, 23);
 
   // The layers one by one, as timm writes them, with every op unfused.
   auto composed = [&](const Tensor<float>& images) {

@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,76 +23,15 @@ using namespace tessera;
 namespace {
 
 using test::check_error;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device entropy;
-    path = fs::temp_directory_path() / ("tessera_train_test_" + std::to_string(entropy()) + std::to_string(entropy()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.is_open());
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-// The first four CSV columns (epoch, step, train_loss, test_acc): the ones a resumed run must reproduce.
-std::string without_timing(const std::string& line) {
-  size_t cut = 0;
-  for (int commas = 0; commas < 4; ++commas) cut = line.find(',', cut) + 1;
-  return line.substr(0, cut - 1);
-}
+using test::colour_dataset;
+using test::read_lines;
+using test::TempDir;
+using test::without_timing;
 
 // Dropout and drop-path on, so a resumed run also depends on the model's generator being restored.
-nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 8;
-  c.patch_size = 4;
-  c.num_classes = 3;
-  c.embed_dim = 8;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 2.0;
-  c.proj_drop_rate = 0.1;
-  c.drop_path_rate = 0.1;
-  return c;
-}
-
-// n random 8x8 RGB images; the label is the channel with the largest mean brightness (a learnable rule).
-std::shared_ptr<const data::Dataset> colour_dataset(int64_t n, uint64_t seed) {
-  Generator gen(seed);
-  std::vector<data::Image> images;
-  std::vector<int64_t> labels;
-  for (int64_t i = 0; i < n; ++i) {
-    const auto label = static_cast<int64_t>(gen.below(3));
-    data::Image image(8, 8, 3);
-    for (int64_t p = 0; p < 64; ++p)
-      for (int64_t c = 0; c < 3; ++c)
-        image.pixels[static_cast<size_t>(p * 3 + c)] = static_cast<uint8_t>(gen.below(c == label ? 256 : 160));
-    images.push_back(std::move(image));
-    labels.push_back(label);
-  }
-  return std::make_shared<data::InMemoryDataset>(std::move(images), std::move(labels),
-                                                 std::vector<std::string>{"red", "green", "blue"}, "colours");
-}
-
-data::Compose train_transform() {
-  return data::Compose{data::RandomCrop(8, 1), data::RandomHorizontalFlip(0.5), data::ToTensor(),
-                       data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
-}
-data::Compose eval_transform() {
-  return data::Compose{data::ToTensor(), data::Normalize({0.4f, 0.4f, 0.4f}, {0.25f, 0.25f, 0.25f})};
-}
+nn::ViTConfig tiny_config() { return test::tiny_vit_config_with_dropout(); }
+data::Compose train_transform() { return test::colour_train_transform(); }
+data::Compose eval_transform() { return test::colour_eval_transform(); }
 
 train::TrainerOptions tiny_options() {
   train::TrainerOptions o;
@@ -239,6 +176,39 @@ TEST_CASE("resume refuses a checkpoint of other settings, naming them") {
   Model wide(wider, 3);
   Trainer wide_trainer = make_trainer(wide, tiny_options());
   check_error([&] { wide_trainer.resume(ref.dir / "a.safetensors"); }, {"a.safetensors", "embed_dim"});
+}
+
+TEST_CASE("resume's message about other settings stays short whatever the checkpoint's settings hold") {
+  const Reference& ref = reference();
+  io::CheckpointState state = io::read_checkpoint_state(ref.dir / "a.safetensors");
+  nlohmann::json& recipe = state.trainer["recipe"];
+  recipe["lr"] = std::vector<double>(10000, 0.5);
+  recipe["label_smoothing"] = std::string(100000, 'x');
+  recipe[std::string(5000, 'k')] = 1;
+  for (int i = 0; i < 12; ++i) {
+    const std::string name = (i < 10 ? "unknown_0" : "unknown_") + std::to_string(i);
+    recipe[name] = {{"deep", {{"deeper", std::vector<int>(1000, i)}}}};
+  }
+  TempDir dir;
+  Model model(tiny_config(), 3);
+  io::save_checkpoint(dir / "big.safetensors", model, nullptr, state);
+  Trainer trainer = make_trainer(model, tiny_options());
+  std::string message;
+  try {
+    trainer.resume(dir / "big.safetensors");
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  // 15 settings differ: in name order the long name, label_smoothing, lr and unknown_00 to unknown_04, then a count.
+  CHECK(message.find("big.safetensors") != std::string::npos);
+  CHECK(message.find("lr: checkpoint [0.5,0.5,") != std::string::npos);
+  CHECK(message.find(", this run 0.003") != std::string::npos);
+  CHECK(message.find("label_smoothing: checkpoint \"xxxx") != std::string::npos);
+  CHECK(message.find("unknown_04: checkpoint {\"deep\":{\"deeper\":[...]}}, this run (absent)") != std::string::npos);
+  CHECK(message.find("unknown_05") == std::string::npos);
+  CHECK(message.find("; and 7 more") != std::string::npos);
+  CHECK(message.find(std::string(200, 'k')) == std::string::npos);
+  CHECK_MESSAGE(message.size() < 2500, message.size());
 }
 
 TEST_CASE("a finished run has nothing left to do; max_steps past the end changes nothing") {

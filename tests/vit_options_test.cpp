@@ -3,7 +3,6 @@
 // embeddings "sincos" and "none" — their config fields, parameter names and shapes, values against composed ops,
 // gradchecks in double, thread-count bit-identity, pos_embed loading, and parity with timm
 // (tests/fixtures/timm_vit_options.safetensors, made by tests/fixtures/make_timm_options_fixture.py).
-#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -32,57 +31,23 @@ namespace ops = tessera::ops;
 
 namespace {
 
+using test::error_message;
+using test::max_abs_difference;
+using test::parameter_names;
+
 // 4x4 images of 2 channels, 2x2 patches (a 2x2 grid), dim 8 (sincos needs a multiple of 4 from 8), 2 heads.
 nn::ViTConfig tiny_config() {
-  nn::ViTConfig c;
-  c.img_size = 4;
-  c.patch_size = 2;
-  c.in_chans = 2;
-  c.num_classes = 3;
+  nn::ViTConfig c = test::tiny_4x4_vit_config();
   c.embed_dim = 8;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.mlp_ratio = 1.5;
   return c;
 }
 
-template <class T>
-Tensor<T> images(const nn::ViTConfig& c, int64_t batch, uint64_t seed) {
-  Generator gen(seed);
-  return Tensor<T>::normal(Shape{batch, c.in_chans, c.img_size, c.img_size}, T(0), T(1), gen);
-}
-
-template <class T>
-std::vector<std::string> parameter_names(const nn::Module<T>& m) {
-  std::vector<std::string> out;
-  for (const auto& [n, t] : m.named_parameters()) out.push_back(n);
-  return out;
-}
 template <class T>
 std::vector<std::string> state_names(const nn::Module<T>& m) {
   return m.state_dict().names();
 }
 bool has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-template <class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-template <class T>
-double max_abs_difference(const Tensor<T>& a, const Tensor<T>& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0.0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i])));
-  return m;
 }
 
 // Spreads every parameter out (biases start at zero, LayerNorm weights at one, cls_token near zero) so every path
@@ -202,7 +167,7 @@ TEST_CASE("ViTConfig options: defaults are timm's, JSON round trip, old configs 
 // ---- parameter names and shapes ------------------------------------------------------------------------------
 
 TEST_CASE("ViT options: timm's parameter names and shapes") {
-  const Tensor<float> x = images<float>(tiny_config(), 3, 1);
+  const Tensor<float> x = test::random_images<float>(tiny_config(), 3, 1);
 
   SUBCASE("class_token=false, global_pool='avg': no cls_token, pos_embed over the patches, fc_norm not norm") {
     nn::ViTConfig c = tiny_config();
@@ -306,7 +271,7 @@ TEST_CASE("ViT options: timm's parameter names and shapes") {
 // ---- values against composed ops ----------------------------------------------------------------------------
 
 TEST_CASE("ViT options: pooling, norms and the token sequence compute timm's function") {
-  const Tensor<double> x = images<double>(tiny_config(), 3, 2);
+  const Tensor<double> x = test::random_images<double>(tiny_config(), 3, 2);
   for (const auto& option : options()) {
     INFO(option.name);
     nn::ViTConfig c = tiny_config();
@@ -430,7 +395,7 @@ TEST_CASE("gradcheck: a tiny ViT in double with each option, logits and loss, ev
     option.apply(c);
     nn::VisionTransformer<double> model(c, 7);
     spread(model, 8);
-    std::vector<Tensor<double>> inputs = {images<double>(c, 2, 9).set_requires_grad()};
+    std::vector<Tensor<double>> inputs = {test::random_images<double>(c, 2, 9).set_requires_grad()};
     for (const auto& [name, p] : model.named_parameters()) inputs.push_back(p);
     CHECK_GRADCHECK([&](const std::vector<Tensor<double>>& in) { return model(in[0]); }, inputs);
     const std::vector<int64_t> labels = {2, 0};
@@ -451,7 +416,7 @@ TEST_CASE("gradcheck: stochastic depth in training mode (the unfused residual pa
     model.train();
     Generator noise(12);
     model.set_generator(noise);
-    std::vector<Tensor<double>> inputs = {images<double>(c, 4, 13).set_requires_grad()};
+    std::vector<Tensor<double>> inputs = {test::random_images<double>(c, 4, 13).set_requires_grad()};
     for (const auto& [name, p] : model.named_parameters()) inputs.push_back(p);
     // The same drop-path masks at every evaluation: the generator is re-seeded before each forward.
     const auto f = [&](const std::vector<Tensor<double>>& in) {
@@ -535,33 +500,6 @@ TEST_CASE("pos_embed in a state dict: resampled without a class token, recompute
 
 // ---- thread-count bit-identity --------------------------------------------------------------------------------
 
-namespace {
-
-using Outputs = std::map<std::string, Tensor<float>>;
-
-Outputs forward_backward(const nn::ViTConfig& config, int threads) {
-  const int previous = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  nn::VisionTransformer<float> model(config, 7);
-  model.train();
-  Generator data(11);
-  const int64_t batch = 24;
-  Tensor<float> x = Tensor<float>::normal(Shape{batch, config.in_chans, config.img_size, config.img_size}, 0.0f, 1.0f,
-                                          data);
-  x.set_requires_grad();
-  std::vector<int64_t> labels(static_cast<size_t>(batch));
-  for (auto& label : labels) label = static_cast<int64_t>(data.below(static_cast<uint64_t>(config.num_classes)));
-  const Tensor<float> logits = model(x);
-  const Tensor<float> loss = ops::cross_entropy(logits, labels, 0.1);
-  loss.backward();
-  Outputs out{{"logits", logits.detach()}, {"loss", loss.detach()}, {"grad.image", x.grad()}};
-  for (const auto& [name, p] : model.named_parameters()) out["grad." + name] = p.grad();
-  omp_set_num_threads(previous);
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("determinism: the ViT options give the same bits on 1, 2 and 3 threads") {
   // vit_cifar's widths over fewer blocks, large enough for the threaded kernel paths, with drop-path on.
   nn::ViTConfig base = nn::ViTConfig::vit_cifar();
@@ -579,27 +517,8 @@ TEST_CASE("determinism: the ViT options give the same bits on 1, 2 and 3 threads
   seq.global_pool = "seqpool";
   seq.init_values = 1e-4;
   configs.emplace_back("seqpool, LayerScale, class token", seq);
-  for (const auto& named : configs) {
-    const std::string& name = named.first;
-    const nn::ViTConfig& config = named.second;
-    INFO(name);
-    const Outputs one = forward_backward(config, 1);
-    CHECK(std::isfinite(one.at("loss").item()));
-    for (int threads : {2, 3}) {
-      const Outputs other = forward_backward(config, threads);
-      REQUIRE(one.size() == other.size());
-      for (const auto& entry : one) {
-        const std::string& key = entry.first;
-        const Tensor<float>& expected = entry.second;
-        INFO(key << " with " << threads << " threads");
-        REQUIRE(expected.defined());
-        REQUIRE(other.at(key).defined());
-        REQUIRE(other.at(key).shape() == expected.shape());
-        CHECK(std::memcmp(expected.data(), other.at(key).data(), sizeof(float) * static_cast<size_t>(expected.numel())) ==
-              0);
-      }
-    }
-  }
+  test::check_same_bits_on_1_2_3_threads(
+      configs, [](const nn::ViTConfig& config, int threads) { return test::vit_forward_backward(config, threads); });
 }
 
 // ---- parity with timm -----------------------------------------------------------------------------------------

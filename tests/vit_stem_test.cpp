@@ -2,7 +2,6 @@
 // patch_kernel): config validation and JSON, timm's ConvStem parameter names and shapes, the stem's values against
 // ops::conv2d / batch_norm / relu composed here and against plain loops, train and eval BatchNorm, gradchecks in
 // double, thread-count bit-identity, and a checkpoint round trip with the running statistics.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -30,6 +29,9 @@ namespace ops = tessera::ops;
 
 namespace {
 
+using test::max_abs_difference;
+using test::parameter_names;
+
 // 32x32 images, patch 4 (an 8x8 grid), dim 24, as the CIFAR model but small.
 nn::ViTConfig cifar_like() {
   nn::ViTConfig c = nn::ViTConfig::vit_cifar();
@@ -40,21 +42,9 @@ nn::ViTConfig cifar_like() {
 }
 
 template <class T>
-Tensor<T> images(const nn::ViTConfig& c, int64_t batch, uint64_t seed) {
-  Generator gen(seed);
-  return Tensor<T>::normal(Shape{batch, c.in_chans, c.img_size, c.img_size}, T(0), T(1), gen);
-}
-
-template <class T>
 std::map<std::string, Shape> state_shapes(const nn::Module<T>& m) {
   std::map<std::string, Shape> out;
   for (const auto& [name, t] : m.state_dict()) out.emplace(name, t.shape());
-  return out;
-}
-template <class T>
-std::vector<std::string> parameter_names(const nn::Module<T>& m) {
-  std::vector<std::string> out;
-  for (const auto& [name, t] : m.named_parameters()) out.push_back(name);
   return out;
 }
 // The names of `m`'s state that start with "patch_embed.".
@@ -64,15 +54,6 @@ std::map<std::string, Shape> patch_embed_state(const nn::Module<T>& m) {
   for (const auto& [name, shape] : state_shapes(m))
     if (name.rfind("patch_embed.", 0) == 0) out.emplace(name, shape);
   return out;
-}
-
-template <class T>
-double max_abs_difference(const Tensor<T>& a, const Tensor<T>& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0.0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i])));
-  return m;
 }
 
 // Every parameter spread out (BatchNorm weights near one, biases away from zero) so every path matters.
@@ -239,7 +220,7 @@ TEST_CASE("stem: timm's ConvStem names and shapes under patch_embed.backbone, fo
     };
     CHECK(rest(model) == rest(plain));
 
-    const Tensor<float> x = images<float>(c, 3, 2);
+    const Tensor<float> x = test::random_images<float>(c, 3, 2);
     const auto& stages = model.patch_embed.backbone;
     const Tensor<float> h0 = stages[0](x), h1 = stages[1](h0), h2 = stages[2](h1);
     CHECK(h0.shape() == Shape{3, 8, 16, 16});
@@ -258,7 +239,7 @@ TEST_CASE("stem: timm's ConvStem names and shapes under patch_embed.backbone, fo
     CHECK(state.at("patch_embed.backbone.0.conv.weight") == Shape{8, 3, 3, 3});
     CHECK(state.at("patch_embed.backbone.1.conv.weight") == Shape{24, 8, 2, 2});
     CHECK(state.at("patch_embed.backbone.1.conv.bias") == Shape{24});
-    const Tensor<float> x = images<float>(c, 2, 3);
+    const Tensor<float> x = test::random_images<float>(c, 2, 3);
     CHECK(model.patch_embed.backbone[0](x).shape() == Shape{2, 8, 16, 16});
     CHECK(model.patch_embed(x).shape() == Shape{2, 64, 24});
     CHECK(model(x).shape() == Shape{2, 10});
@@ -270,7 +251,7 @@ TEST_CASE("stem: timm's ConvStem names and shapes under patch_embed.backbone, fo
     const std::map<std::string, Shape> expected = {{"patch_embed.backbone.0.conv.weight", Shape{24, 3, 7, 7}},
                                                    {"patch_embed.backbone.0.conv.bias", Shape{24}}};
     CHECK(patch_embed_state(model) == expected);
-    const Tensor<float> x = images<float>(c, 2, 4);
+    const Tensor<float> x = test::random_images<float>(c, 2, 4);
     CHECK(model.patch_embed(x).shape() == Shape{2, 64, 24});
     CHECK(model(x).shape() == Shape{2, 10});
   }
@@ -281,7 +262,7 @@ TEST_CASE("stem: timm's ConvStem names and shapes under patch_embed.backbone, fo
     nn::VisionTransformer<float> plain(cifar_like(), 5);
     CHECK(patch_embed_state(model) == patch_embed_state(plain));
     CHECK(patch_embed_state(model).count("patch_embed.proj.weight") == 1);
-    const Tensor<float> x = images<float>(c, 2, 6);
+    const Tensor<float> x = test::random_images<float>(c, 2, 6);
     CHECK(max_abs_difference(model(x), plain(x)) == 0.0);
   }
   SUBCASE("average pooling without a class token, sincos positions") {
@@ -291,7 +272,7 @@ TEST_CASE("stem: timm's ConvStem names and shapes under patch_embed.backbone, fo
     c.global_pool = "avg";
     c.pos_embed = "sincos";
     nn::VisionTransformer<float> model(c, 1);
-    const Tensor<float> x = images<float>(c, 2, 7);
+    const Tensor<float> x = test::random_images<float>(c, 2, 7);
     CHECK(model.forward_tokens(x).shape() == Shape{2, 64, 24});
     CHECK(model(x).shape() == Shape{2, 10});
   }
@@ -357,7 +338,7 @@ TEST_CASE("stem: the patch tokens equal conv2d, batch_norm and relu composed fro
     c.patch_kernel = stem_case.patch_kernel;
     nn::VisionTransformer<double> model(c, 11);
     spread(model, 12);
-    const Tensor<double> x = images<double>(c, 3, 13);
+    const Tensor<double> x = test::random_images<double>(c, 3, 13);
     const StemWeights weights = stem_weights(model);
     const std::vector<Tensor<double>> running_before = {weights.running_mean[0].clone(),
                                                         weights.running_var[0].clone()};
@@ -408,7 +389,7 @@ TEST_CASE("overlapping patch embedding: kernel 7, stride 4, padding 2 against a 
   c.patch_kernel = 7;
   nn::VisionTransformer<double> model(c, 21);
   spread(model, 22);
-  const Tensor<double> x = images<double>(c, 2, 23);
+  const Tensor<double> x = test::random_images<double>(c, 2, 23);
   const Tensor<double> tokens = model.patch_embed(x);  // (2, 9, 24): a 3x3 grid
   REQUIRE(tokens.shape() == Shape{2, 9, 24});
   const auto& conv = model.patch_embed.backbone[0].conv;
@@ -457,7 +438,7 @@ TEST_CASE("gradcheck: a tiny ViT in double with a stem, BatchNorm in train and e
     c.patch_kernel = stem_case.patch_kernel;
     nn::VisionTransformer<double> model(c, 31);
     spread(model, 32);
-    std::vector<Tensor<double>> inputs = {images<double>(c, 3, 33).set_requires_grad()};
+    std::vector<Tensor<double>> inputs = {test::random_images<double>(c, 3, 33).set_requires_grad()};
     for (const auto& [name, p] : model.named_parameters()) inputs.push_back(p);
     const std::vector<int64_t> labels = {2, 0, 1};
     const auto loss = [&](const std::vector<Tensor<double>>& in) { return ops::cross_entropy(model(in[0]), labels); };
@@ -472,35 +453,6 @@ TEST_CASE("gradcheck: a tiny ViT in double with a stem, BatchNorm in train and e
 }
 
 // ---- thread-count bit-identity -------------------------------------------------------------------------------
-
-namespace {
-
-using Outputs = std::map<std::string, Tensor<float>>;
-
-Outputs forward_backward(const nn::ViTConfig& config, int threads) {
-  const int previous = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  nn::VisionTransformer<float> model(config, 7);
-  model.train();
-  Generator data(11);
-  const int64_t batch = 24;
-  Tensor<float> x = images<float>(config, batch, 12);
-  x.set_requires_grad();
-  std::vector<int64_t> labels(static_cast<size_t>(batch));
-  for (auto& label : labels) label = static_cast<int64_t>(data.below(static_cast<uint64_t>(config.num_classes)));
-  const Tensor<float> logits = model(x);
-  const Tensor<float> loss = ops::cross_entropy(logits, labels, 0.1);
-  loss.backward();
-  Outputs out{{"logits", logits.detach()}, {"loss", loss.detach()}, {"grad.image", x.grad()}};
-  for (const auto& [name, p] : model.named_parameters()) out["grad." + name] = p.grad();
-  for (const auto& [name, b] : model.named_buffers()) out["buffer." + name] = b.clone();
-  model.eval();
-  out["eval_logits"] = model(x).detach();
-  omp_set_num_threads(previous);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("determinism: a ViT with a stem gives the same bits on 1, 2 and 3 threads (train, running stats, eval)") {
   nn::ViTConfig base = nn::ViTConfig::vit_cifar();
@@ -519,26 +471,16 @@ TEST_CASE("determinism: a ViT with a stem gives the same bits on 1, 2 and 3 thre
   nn::ViTConfig kernel7 = base;
   kernel7.patch_kernel = 7;
   configs.emplace_back("no stem, patch_kernel 7", kernel7);
-  for (const auto& named : configs) {
-    INFO(named.first);
-    const nn::ViTConfig& config = named.second;
-    const Outputs one = forward_backward(config, 1);
-    CHECK(std::isfinite(one.at("loss").item()));
-    for (int threads : {2, 3}) {
-      const Outputs other = forward_backward(config, threads);
-      REQUIRE(one.size() == other.size());
-      for (const auto& entry : one) {
-        const std::string& key = entry.first;
-        const Tensor<float>& expected = entry.second;
-        INFO(key << " with " << threads << " threads");
-        REQUIRE(expected.defined());
-        REQUIRE(other.at(key).defined());
-        REQUIRE(other.at(key).shape() == expected.shape());
-        CHECK(std::memcmp(expected.data(), other.at(key).data(),
-                          sizeof(float) * static_cast<size_t>(expected.numel())) == 0);
-      }
-    }
-  }
+  // Beyond the training step: the BatchNorm running statistics it moved, and the logits in eval mode.
+  const auto run = [](const nn::ViTConfig& config, int threads) {
+    return test::vit_forward_backward(config, threads, [](nn::VisionTransformer<float>& model, const Tensor<float>& x,
+                                                          test::NamedTensors& out) {
+      for (const auto& [name, b] : model.named_buffers()) out["buffer." + name] = b.clone();
+      model.eval();
+      out["eval_logits"] = model(x).detach();
+    });
+  };
+  test::check_same_bits_on_1_2_3_threads(configs, run);
 }
 
 // ---- checkpoints -----------------------------------------------------------------------------------------------
@@ -550,7 +492,8 @@ TEST_CASE("checkpoint: a model with a stem saves and loads its weights and runni
   c.patch_kernel = 4;
   nn::VisionTransformer<float> model(c, 41);
   model.train();
-  for (uint64_t step = 0; step < 3; ++step) model(images<float>(c, 4, 42 + step));  // moves the running statistics
+  // moves the running statistics
+  for (uint64_t step = 0; step < 3; ++step) model(test::random_images<float>(c, 4, 42 + step));
   const auto& bn = *model.patch_embed.backbone[1].bn;
   CHECK(bn.num_batches_tracked.item() == 3.0f);
   CHECK(bn.running_mean.data()[0] != 0.0f);
@@ -572,6 +515,6 @@ TEST_CASE("checkpoint: a model with a stem saves and loads its weights and runni
   }
   model.eval();
   loaded.eval();
-  const Tensor<float> x = images<float>(c, 2, 50);
+  const Tensor<float> x = test::random_images<float>(c, 2, 50);
   CHECK(max_abs_difference(loaded(x), model(x)) == 0.0);
 }

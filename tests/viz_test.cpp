@@ -1,14 +1,18 @@
 // viz: class-token attention maps and attention rollout against plain re-computations from the timm fixture's
 // attention probabilities (../shared/fixtures/timm_vit_p4_d96.safetensors, attn.<block>), the same from a
-// VisionTransformer, colour maps, bilinear upsampling, heatmap and head-grid pictures, PNG files read back with
-// stb_image, and the errors; then models without a class token: patch-mean maps and rollout against values worked
-// out by hand, a ViT with a conv stem and average pooling, sequence pooling's weights.
+// VisionTransformer, colour maps, bilinear upsampling, heatmap and head-grid pictures, the overlay, the bitmap font,
+// colour bars, titles and head numbers, PNG files read back with stb_image, and the errors; then models without a
+// class token: patch-mean maps and rollout against values worked out by hand, a ViT with a conv stem and average
+// pooling, sequence pooling's weights.
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_helpers.hpp"
@@ -357,11 +361,14 @@ TEST_CASE("upsample_bilinear matches torch's interpolate(bilinear, align_corners
   check_throws_with([&] { viz::upsample_bilinear(Tensor<float>::zeros(Shape{4}), 2, 2); }, {"upsample_bilinear", "(4)"});
 }
 
-TEST_CASE("heatmap_image: enlarged image, hot region coloured, cold region the cold colour blended") {
+TEST_CASE("heatmap_image, uniform overlay: enlarged image, hot region coloured, cold region the cold colour blended") {
   data::Image grey(32, 32, 3, 100);
   Tensor<float> map = Tensor<float>::zeros(Shape{8, 8});
   map.at({2, 5}) = 1.0f;
-  const data::Image picture = viz::heatmap_image(map, grey);  // inferno, alpha 0.5, at least 224 px
+  viz::HeatmapOptions uniform;
+  uniform.overlay = viz::Overlay::uniform;
+  uniform.alpha = 0.5;
+  const data::Image picture = viz::heatmap_image(map, grey, uniform);  // inferno, alpha 0.5, at least 224 px
   REQUIRE(picture.height == 224);
   REQUIRE(picture.width == 224);
   REQUIRE(picture.channels == 3);
@@ -390,7 +397,7 @@ TEST_CASE("heatmap_image: enlarged image, hot region coloured, cold region the c
   CHECK(changed_outside < 4 * 28 * 28);
 
   // alpha 0 keeps the (enlarged) image; alpha 1 is the colour map alone; a grey-scale image; a non-square image.
-  viz::HeatmapOptions options;
+  viz::HeatmapOptions options = uniform;
   options.alpha = 0.0;
   options.min_size = 64;
   const data::Image image = random_image(20, 30, 3, 5);
@@ -468,6 +475,279 @@ TEST_CASE("head_grid_image: one panel per head, each the head's heatmap, gaps in
                     {"head_grid_image", "(heads, height, width)", "(8, 8)"});
   options.columns = -1;
   check_throws_with([&] { viz::head_grid_image(maps, image, options); }, {"columns"});
+}
+
+namespace {
+
+// The glyphs of a few characters as the font is meant to draw them (5x7, '#' lit), written out here from the design.
+const std::vector<std::string> kGlyphOne = {"..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."};
+const std::vector<std::string> kGlyphH = {"#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"};
+const std::vector<std::string> kGlyphQuestion = {".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#.."};
+
+bool is_colour(const data::Image& image, int64_t y, int64_t x, viz::Rgb c) {
+  return image.at(y, x, 0) == c.r && image.at(y, x, 1) == c.g && image.at(y, x, 2) == c.b;
+}
+
+// Every (row, column) where `text`, drawn in black at `scale` on white, appears in `picture` exactly (the glyph
+// pixels black, the other pixels of its box white).
+std::vector<std::pair<int64_t, int64_t>> find_text(const data::Image& picture, const std::string& text,
+                                                   int64_t scale = 1) {
+  const int64_t h = viz::text_height(scale), w = viz::text_width(text, scale);
+  data::Image patch(h, w, 3, 255);
+  viz::draw_text(patch, 0, 0, text, viz::Rgb{0, 0, 0}, scale);
+  std::vector<std::pair<int64_t, int64_t>> found;
+  for (int64_t y = 0; y + h <= picture.height; ++y)
+    for (int64_t x = 0; x + w <= picture.width; ++x) {
+      bool same = true;
+      for (int64_t r = 0; r < h && same; ++r)
+        same = std::equal(patch.data() + r * w * 3, patch.data() + (r + 1) * w * 3,
+                          picture.data() + ((y + r) * picture.width + x) * 3);
+      if (same) found.emplace_back(y, x);
+    }
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("text: the 5x7 font's glyphs land where expected, at any scale, clipped at the edges") {
+  CHECK(viz::text_width("", 1) == 0);
+  CHECK(viz::text_width("a", 1) == 5);
+  CHECK(viz::text_width("ab", 1) == 11);
+  CHECK(viz::text_width("ab", 3) == 33);
+  CHECK(viz::text_height(2) == 14);
+
+  // "1" at (2, 3), scale 1: exactly the glyph's lit pixels turn black, nothing else changes.
+  const viz::Rgb black{0, 0, 0}, white{255, 255, 255};
+  data::Image canvas(12, 12, 3, 255);
+  viz::draw_text(canvas, 2, 3, "1", black);
+  bool exact = true;
+  for (int64_t y = 0; y < 12; ++y)
+    for (int64_t x = 0; x < 12; ++x) {
+      const bool in_box = y >= 2 && y < 9 && x >= 3 && x < 8;
+      const bool lit = in_box && kGlyphOne[static_cast<size_t>(y - 2)][static_cast<size_t>(x - 3)] == '#';
+      exact &= is_colour(canvas, y, x, lit ? black : white);
+    }
+  CHECK(exact);
+
+  // "H" at scale 2 in red: every font pixel a 2x2 square; a character outside ' '..'~' is drawn as '?'.
+  data::Image big(16, 24, 3, 255);
+  viz::draw_text(big, 1, 0, "H\x01", viz::Rgb{200, 0, 0}, 2);
+  bool squares = true;
+  for (int64_t y = 0; y < 14; ++y)
+    for (int64_t x = 0; x < 10; ++x) {
+      const bool h_lit = kGlyphH[static_cast<size_t>(y / 2)][static_cast<size_t>(x / 2)] == '#';
+      const bool q_lit = kGlyphQuestion[static_cast<size_t>(y / 2)][static_cast<size_t>(x / 2)] == '#';
+      squares &= is_colour(big, 1 + y, x, h_lit ? viz::Rgb{200, 0, 0} : white);
+      squares &= is_colour(big, 1 + y, 12 + x, q_lit ? viz::Rgb{200, 0, 0} : white);
+    }
+  CHECK(squares);
+  CHECK(is_colour(big, 0, 0, white));    // the row above the text
+  CHECK(is_colour(big, 15, 23, white));  // below and right of it
+
+  // Clipped: "1" starting 3 rows above and 2 columns left of the canvas draws the rest of the glyph only.
+  data::Image corner(5, 4, 3, 255);
+  viz::draw_text(corner, -3, -2, "1", black);
+  bool clipped = true;
+  for (int64_t y = 0; y < 5; ++y)
+    for (int64_t x = 0; x < 3; ++x)
+      clipped &= is_colour(corner, y, x,
+                           y + 3 < 7 && kGlyphOne[static_cast<size_t>(y + 3)][static_cast<size_t>(x + 2)] == '#'
+                               ? black
+                               : white);
+  CHECK(clipped);
+
+  // Grey canvases get the colour's luma, an alpha channel becomes opaque.
+  data::Image grey(7, 5, 2, 0);
+  viz::draw_text(grey, 0, 0, "H", viz::Rgb{255, 0, 0});
+  CHECK(grey.at(0, 0, 0) == 76);  // 0.299 * 255
+  CHECK(grey.at(0, 0, 1) == 255);
+  CHECK(grey.at(0, 1, 1) == 0);
+
+  // Every printable character but the space lights something; digits and letters are all different glyphs.
+  std::vector<std::string> bitmaps;
+  for (char c = ' '; c <= '~'; ++c) {
+    std::string bits;
+    for (int64_t y = 0; y < viz::kGlyphHeight; ++y)
+      for (int64_t x = 0; x < viz::kGlyphWidth; ++x) bits += viz::glyph_pixel(c, x, y) ? '#' : '.';
+    CHECK_MESSAGE((bits.find('#') != std::string::npos) == (c != ' '), "character '" << c << "'");
+    if (std::isalnum(static_cast<unsigned char>(c))) bitmaps.push_back(bits);
+  }
+  REQUIRE(bitmaps.size() == 62);
+  std::sort(bitmaps.begin(), bitmaps.end());
+  CHECK(std::unique(bitmaps.begin(), bitmaps.end()) == bitmaps.end());
+  check_throws_with([&] { viz::draw_text(canvas, 0, 0, "x", black, 0); }, {"draw_text", "scale"});
+}
+
+TEST_CASE("colour bar: spans the colour map, hot end on top; its labels print hi, the middle and lo") {
+  for (viz::Colormap map : {viz::Colormap::inferno, viz::Colormap::viridis, viz::Colormap::jet}) {
+    CAPTURE(viz::colormap_name(map));
+    const data::Image bar = viz::colorbar_image(map, 50, 6);
+    REQUIRE(bar.height == 50);
+    REQUIRE(bar.width == 6);
+    bool rows_match = true;
+    for (int64_t r = 0; r < 50; ++r)
+      for (int64_t x = 0; x < 6; ++x) rows_match &= is_colour(bar, r, x, viz::colormap_color(map, 1.0 - r / 49.0));
+    CHECK(rows_match);
+  }
+  const data::Image inferno = viz::colorbar_image(viz::Colormap::inferno, 50, 6);
+  CHECK(is_colour(inferno, 0, 0, viz::Rgb{252, 255, 164}));  // the hot end on top
+  CHECK(is_colour(inferno, 49, 5, viz::Rgb{0, 0, 4}));       // the cold end at the bottom
+  CHECK(is_colour(viz::colorbar_image(viz::Colormap::inferno, 1, 3), 0, 2, viz::Rgb{252, 255, 164}));
+  check_throws_with([] { viz::colorbar_image(viz::Colormap::inferno, 0, 4); }, {"colorbar_image", "0x4"});
+
+  using Labels = std::array<std::string, 3>;
+  CHECK(viz::colorbar_labels(0.0, 0.5) == Labels{"0.5", "0.25", "0"});
+  CHECK(viz::colorbar_labels(-1.0, 1.0) == Labels{"1", "0", "-1"});
+  CHECK(viz::colorbar_labels(0.0612, 0.0732) == Labels{"0.0732", "0.0672", "0.0612"});
+  // Close values get more digits until the three labels differ.
+  CHECK(viz::colorbar_labels(0.06012, 0.06016) == Labels{"0.06016", "0.06014", "0.06012"});
+  CHECK(viz::colorbar_labels(0.060121, 0.060125) == Labels{"0.060125", "0.060123", "0.060121"});
+  CHECK(viz::colorbar_labels(2.0, 2.0) == Labels{"2", "2", "2"});
+  CHECK(viz::colorbar_labels(1e-5, 3e-5) == Labels{"3e-05", "2e-05", "1e-05"});
+}
+
+TEST_CASE("by-value overlay: low values keep the photo exactly, opacity grows with the value, a diffuse map barely "
+          "tints") {
+  const data::Image image = random_image(8, 8, 3, 21);
+  Tensor<float> map = Tensor<float>::zeros(Shape{4, 4});
+  map.at({0, 0}) = 1.0f;
+  viz::HeatmapOptions options;  // by_value, alpha 0.7 are the defaults
+  REQUIRE(options.overlay == viz::Overlay::by_value);
+  options.min_size = 32;
+  const data::Image picture = viz::heatmap_image(map, image, options);
+  REQUIRE(picture.height == 32);
+  const Tensor<double> up = viz::upsample_bilinear(map, 32, 32);
+  int64_t untouched = 0;
+  bool expected_everywhere = true, photo_where_zero = true;
+  for (int64_t y = 0; y < 32; ++y)
+    for (int64_t x = 0; x < 32; ++x) {
+      const double t = up.at({y, x});  // lo = 0, hi = 1: t is the value; contrast (1 - 0) / 1 = 1
+      const viz::Rgb c = viz::colormap_color(viz::Colormap::inferno, t);
+      const double colour[3] = {double(c.r), double(c.g), double(c.b)};
+      for (int64_t k = 0; k < 3; ++k) {
+        const double base = image.at(y / 4, x / 4, k), a = 0.7 * t;
+        const auto expected = static_cast<uint8_t>(std::lround((1 - a) * base + a * colour[k]));
+        expected_everywhere &= picture.at(y, x, k) == expected;
+        if (t == 0.0) photo_where_zero &= picture.at(y, x, k) == image.at(y / 4, x / 4, k);
+      }
+      untouched += t == 0.0;
+    }
+  CHECK(expected_everywhere);
+  CHECK(photo_where_zero);
+  CHECK(untouched > 32 * 32 / 2);  // the hot cell's bilinear footprint is under a quarter of the picture
+
+  // A diffuse map, values in [0.060, 0.066]: contrast 0.006 / 0.066, so no channel moves by more than
+  // 0.7 * 0.091 * 255 < 17 levels; the uniform overlay darkens a mid-grey photo by far more.
+  std::mt19937 gen(5);
+  Tensor<float> diffuse(Shape{4, 4});
+  for (int64_t i = 0; i < 16; ++i) diffuse.data()[i] = 0.060f + 0.006f * static_cast<float>(gen() % 1001) / 1000.0f;
+  diffuse.data()[3] = 0.060f;
+  diffuse.data()[9] = 0.066f;
+  const data::Image mid(8, 8, 3, 128);
+  auto largest_change = [&](const data::Image& drawn) {
+    int largest = 0;
+    for (int64_t y = 0; y < 32; ++y)
+      for (int64_t x = 0; x < 32; ++x)
+        for (int64_t k = 0; k < 3; ++k) largest = std::max(largest, std::abs(int(drawn.at(y, x, k)) - 128));
+    return largest;
+  };
+  CHECK(largest_change(viz::heatmap_image(diffuse, mid, options)) <= 17);
+  viz::HeatmapOptions uniform = options;
+  uniform.overlay = viz::Overlay::uniform;
+  CHECK(largest_change(viz::heatmap_image(diffuse, mid, uniform)) >= 80);  // 0.7 of inferno's black at the cold end
+}
+
+TEST_CASE("annotated heatmap: title lines above, the heatmap, its colour bar with three labels, a white margin") {
+  const data::Image image = random_image(16, 16, 3, 4);
+  Tensor<float> map(Shape{4, 4});
+  for (int64_t i = 0; i < 16; ++i) map.data()[i] = 0.5f * static_cast<float>(i) / 15.0f;  // lo 0, hi 0.5
+  viz::HeatmapOptions options;
+  options.min_size = 64;  // 64-pixel heatmap: text scale 1
+  const data::Image bare = viz::heatmap_image(map, image, options);
+  options.title = "layer 5, head 0\nmean attention";
+  options.colorbar = true;
+  const data::Image picture = viz::heatmap_image(map, image, options);
+  // Margin 4, two title lines of 10, the 64-pixel heatmap; right of it the colour bar block: 3 + 8 (bar) + 2 (ticks)
+  // + 1 + the widest label "0.25" (23 pixels) = 37; the first title line (89 pixels) is narrower than 64 + 37.
+  REQUIRE(picture.height == 4 + 20 + 64 + 4);
+  REQUIRE(picture.width == 4 + 64 + 37 + 4);
+  bool heatmap_same = true;
+  for (int64_t y = 0; y < 64; ++y)
+    for (int64_t x = 0; x < 64; ++x)
+      for (int64_t k = 0; k < 3; ++k) heatmap_same &= picture.at(24 + y, 4 + x, k) == bare.at(y, x, k);
+  CHECK(heatmap_same);
+  // The title: the rows above the heatmap are white but for the two lines, at (4, 4) and (14, 4).
+  data::Image title(24, picture.width, 3, 255);
+  viz::draw_text(title, 4, 4, "layer 5, head 0", viz::Rgb{0, 0, 0});
+  viz::draw_text(title, 14, 4, "mean attention", viz::Rgb{0, 0, 0});
+  CHECK(std::equal(title.pixels.begin(), title.pixels.end(), picture.pixels.begin()));
+  // The bar, 3 pixels right of the heatmap: hot on the heatmap's first row, cold on its last.
+  const int64_t bar_x = 4 + 64 + 3 + 4;
+  CHECK(is_colour(picture, 24, bar_x, viz::colormap_color(viz::Colormap::inferno, 1.0)));
+  CHECK(is_colour(picture, 24 + 63, bar_x, viz::colormap_color(viz::Colormap::inferno, 0.0)));
+  CHECK(is_colour(picture, 24 + 32, bar_x, viz::colormap_color(viz::Colormap::inferno, 1.0 - 32.0 / 63.0)));
+  // The labels right of the bar: 0.5 level with the top, 0.25 in the middle, 0 at the bottom.
+  const auto top = find_text(picture, "0.5"), middle = find_text(picture, "0.25");
+  REQUIRE(top.size() == 1);
+  REQUIRE(middle.size() == 1);
+  CHECK(top[0].first == 24);
+  CHECK(top[0].second > bar_x);
+  CHECK(std::abs(middle[0].first + 3 - (24 + 32)) <= 1);
+  bool zero_at_bottom = false;
+  for (const auto& [y, x] : find_text(picture, "0")) zero_at_bottom |= y == 24 + 64 - 7 && x == top[0].second;
+  CHECK(zero_at_bottom);
+  CHECK(is_colour(picture, 0, 0, viz::Rgb{255, 255, 255}));
+  CHECK(is_colour(picture, picture.height - 1, picture.width - 1, viz::Rgb{255, 255, 255}));
+  // A scale of 2 doubles the text and margins.
+  options.text_scale = 2;
+  const data::Image doubled = viz::heatmap_image(map, image, options);
+  CHECK(doubled.height == 8 + 40 + 64 + 8);
+  CHECK(find_text(doubled, "0.25", 2).size() == 1);
+  options.text_scale = -1;
+  check_throws_with([&] { viz::heatmap_image(map, image, options); }, {"text_scale"});
+}
+
+TEST_CASE("annotated head grid: a title, the head's number above each panel, each panel's own colour bar") {
+  const data::Image image = random_image(16, 16, 3, 8);
+  Tensor<float> maps(Shape{3, 4, 4});
+  for (int64_t h = 0; h < 3; ++h)
+    for (int64_t i = 0; i < 16; ++i)
+      maps.data()[h * 16 + i] = static_cast<float>(h + 1) * static_cast<float>((i * 7 + h) % 16) / 16.0f;
+  viz::HeadGridOptions options;
+  options.heatmap.min_size = 64;
+  options.columns = 3;
+  options.head_numbers = true;
+  options.heatmap.colorbar = true;
+  options.heatmap.title = "layer 1: mean attention received";
+  const data::Image grid = viz::head_grid_image(maps, image, options);
+  CHECK(find_text(grid, "layer 1: mean attention received") == std::vector<std::pair<int64_t, int64_t>>{{4, 4}});
+  int64_t previous_left = -1;
+  for (int64_t h = 0; h < 3; ++h) {
+    CAPTURE(h);
+    const auto label = find_text(grid, "head " + std::to_string(h));
+    REQUIRE(label.size() == 1);
+    const auto [label_y, label_x] = label[0];
+    CHECK(label_y == 4 + 10);  // below the gap and the title line (7 pixels and 3 below)
+    CHECK(label_x > previous_left);
+    previous_left = label_x;
+    // The panel 10 pixels below its number is the head's heatmap.
+    const Tensor<float> head_map = maps.rows(h, 1).view(Shape{4, 4});
+    viz::HeatmapOptions panel_options;
+    panel_options.min_size = 64;
+    const data::Image panel = viz::heatmap_image(head_map, image, panel_options);
+    bool same = true;
+    for (int64_t y = 0; y < 64; ++y)
+      for (int64_t x = 0; x < 64; ++x)
+        for (int64_t k = 0; k < 3; ++k) same &= grid.at(label_y + 10 + y, label_x + x, k) == panel.at(y, x, k);
+    CHECK(same);
+    // Its own range's top label right of its bar: head 2's maximum is 3 * 15 / 16.
+    const std::string hi = viz::colorbar_labels(0.0, (h + 1) * 15.0 / 16.0)[0];
+    bool found = false;
+    for (const auto& [y, x] : find_text(grid, hi))
+      found |= y == label_y + 10 && x > label_x + 64 && x < label_x + 64 + 20;
+    CHECK_MESSAGE(found, hi);
+  }
+  CHECK(viz::colorbar_labels(0.0, 3 * 15.0 / 16.0)[0] == "2.81");
 }
 
 TEST_CASE("PNG files: written atomically, read back by stb_image with the right size and pixels") {

@@ -1,5 +1,6 @@
 // Writes the seed corpora (tests/fuzz/corpus/<target>/) and the regression inputs (tests/fuzz/regressions/<target>/)
-// of every fuzz target except the images (make_image_inputs.py). Deterministic: rerunning it rewrites the same bytes.
+// of every fuzz target except the images (make_image_inputs.py); the two that start like images as hex text.
+// Deterministic: rerunning it rewrites the same bytes.
 //   cmake --build <dir> --target fuzz_make_inputs && <dir>/tests/fuzz/fuzz_make_inputs tests/fuzz
 #include <cmath>
 #include <cstdint>
@@ -29,6 +30,20 @@ void write(const std::string& folder, const std::string& name, const std::string
   std::ofstream out(dir / name, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out.good()) throw Error("cannot write " + (dir / name).string());
+}
+
+// Writes `bytes` as hex text (64 bytes a line) to <name>.hex: inputs that start like an image are kept this way, so
+// that the repository holds no image files (tests/hardening_test.cpp and scripts/run_fuzzers.sh decode them).
+void write_hex(const std::string& folder, const std::string& name, const std::string& bytes) {
+  std::string text;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    static constexpr char digits[] = "0123456789abcdef";
+    const auto byte = static_cast<unsigned char>(bytes[i]);
+    text += digits[byte >> 4];
+    text += digits[byte & 15];
+    if (i % 64 == 63 || i + 1 == bytes.size()) text += '\n';
+  }
+  write(folder, name + ".hex", text);
 }
 
 void write(const std::string& folder, const std::string& name, const std::vector<std::byte>& bytes) {
@@ -88,9 +103,9 @@ void safetensors_inputs() {
   write("regressions/safetensors", "nested_metadata.safetensors",
         safetensors_bytes("{\"__metadata__\":{\"a\":" + nested("[", "]", 100000) + "}}"));
   // Not safetensors: the first bytes of a JPEG and of a PNG, read as an 8-byte header length.
-  write("regressions/safetensors", "jpeg.safetensors",
+  write_hex("regressions/safetensors", "jpeg.safetensors",
         std::string("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00", 20));
-  write("regressions/safetensors", "png.safetensors",
+  write_hex("regressions/safetensors", "png.safetensors",
         std::string("\x89PNG\r\n\x1A\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00", 29));
 }
 

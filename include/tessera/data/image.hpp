@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -191,12 +192,14 @@ inline std::string check_jpeg_huffman_tables(const uint8_t* bytes, size_t size) 
 }
 
 // Checks the chunk structure of a PNG before stb_image reads it: stb 2.27 allocates an IDAT chunk's declared length
-// (up to 2 GB) before it finds that the file is shorter. Every chunk up to IEND must fit in the file. Returns an empty
-// string when it does (or the bytes are no PNG), else what is wrong.
+// (up to 2 GB) before it finds that the file is shorter. Every chunk up to IEND must fit in the file, and the first
+// IDAT chunk must not be empty (stb 2.27 copies its zero bytes into a buffer it has not allocated yet: a memcpy from
+// a null pointer). Returns an empty string when all is well (or the bytes are no PNG), else what is wrong.
 inline std::string check_png_chunks(const uint8_t* bytes, size_t size) {
   static constexpr uint8_t signature[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
   if (size < 8 || std::memcmp(bytes, signature, 8) != 0) return {};
   size_t pos = 8;
+  bool seen_image_data = false;
   while (size - pos >= 8) {  // length (4 bytes, big-endian) and type (4 bytes); then the data and a 4-byte CRC
     const uint64_t length = (uint64_t{bytes[pos]} << 24) | (uint64_t{bytes[pos + 1]} << 16) |
                             (uint64_t{bytes[pos + 2]} << 8) | uint64_t{bytes[pos + 3]};
@@ -207,6 +210,11 @@ inline std::string check_png_chunks(const uint8_t* bytes, size_t size) {
              " declares " + std::to_string(length) + " bytes, more than the " + std::to_string(size - pos - 8) +
              " left in the file";
     if (type == "IEND") return {};
+    if (type == "IDAT") {
+      if (length == 0 && !seen_image_data)
+        return "its first IDAT chunk (at byte " + std::to_string(pos) + ") is empty";
+      seen_image_data = true;
+    }
     pos += 12 + static_cast<size_t>(length);
     if (pos > size) return {};  // the CRC of the last chunk is cut off: stb does not read it
   }
@@ -233,10 +241,13 @@ inline std::string check_bmp_size(const uint8_t* bytes, size_t size) {
   }
   if (width <= 0 || height == 0 || bits <= 0 || bits > 32) return {};  // stb refuses these itself
   const int64_t rows = height < 0 ? -height : height;
-  const int64_t row_bytes = (width * bits + 31) / 32 * 4;
-  if (row_bytes * rows <= static_cast<int64_t>(size)) return {};
+  const int64_t row_bytes = (width * bits + 31) / 32 * 4;  // at most 2^34: no overflow
+  // row_bytes * rows <= size, without the product (up to 2^65, found by fuzz_image_decode).
+  if (row_bytes <= static_cast<int64_t>(std::min<uint64_t>(size, INT64_MAX)) / rows) return {};
+  const std::string need =
+      row_bytes <= std::numeric_limits<int64_t>::max() / rows ? std::to_string(row_bytes * rows) : "more than 2^63";
   return "its " + std::to_string(width) + "x" + std::to_string(rows) + " pixels of " + std::to_string(bits) +
-         " bits need " + std::to_string(row_bytes * rows) + " bytes of rows, but the file has " + std::to_string(size);
+         " bits need " + need + " bytes of rows, but the file has " + std::to_string(size);
 }
 
 }  // namespace detail

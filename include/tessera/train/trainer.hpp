@@ -46,6 +46,7 @@
 #include "tessera/distributed/parameters.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/io/detail/atomic_file.hpp"
+#include "tessera/nn/json.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/vision_transformer.hpp"
 #include "tessera/optim/adamw.hpp"
@@ -797,19 +798,29 @@ class Trainer {
     return recipe;
   }
 
-  // "lr: checkpoint 0.003, this run 0.001; ...", each setting named as options_.name_of says (a program's flag).
+  // "lr: checkpoint 0.003, this run 0.001; ...", each setting named as options_.name_of says (a program's flag). The
+  // checkpoint is a file from anywhere: its values are shown as short excerpts, its names clipped, and after eight
+  // differing settings the rest are only counted.
   std::string describe_differences(const nlohmann::json& stored, const nlohmann::json& current) const {
     if (!stored.is_object()) return "the checkpoint records no settings";
+    constexpr size_t kMaxShown = 8, kMaxNameChars = 80;
     std::set<std::string> keys;
     for (const auto& [key, value] : stored.items()) keys.insert(key);
     for (const auto& [key, value] : current.items()) keys.insert(key);
+    const auto shown_value = [](const nlohmann::json& settings, const std::string& key) {
+      return settings.contains(key) ? ::tessera::detail::json_excerpt(settings.at(key)) : std::string("(absent)");
+    };
     std::string out;
+    size_t differing = 0;
     for (const auto& key : keys) {
-      const std::string a = stored.contains(key) ? stored.at(key).dump() : "(absent)";
-      const std::string b = current.contains(key) ? current.at(key).dump() : "(absent)";
-      if (a == b) continue;
-      out += (out.empty() ? "" : "; ") + options_.name_of(key) + ": checkpoint " + a + ", this run " + b;
+      if (stored.contains(key) && current.contains(key) && stored.at(key) == current.at(key)) continue;
+      if (++differing > kMaxShown) continue;
+      std::string name = options_.name_of(key);
+      if (name.size() > kMaxNameChars) name = name.substr(0, kMaxNameChars) + "...";
+      out += (out.empty() ? "" : "; ") + name + ": checkpoint " + shown_value(stored, key) + ", this run " +
+             shown_value(current, key);
     }
+    if (differing > kMaxShown) out += "; and " + std::to_string(differing - kMaxShown) + " more";
     return out;
   }
 
