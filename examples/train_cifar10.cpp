@@ -1,16 +1,20 @@
 // Trains a Vision Transformer on CIFAR-10 with a named recipe — "fast" (docs/fast_training.md, the default) or
 // "reference" (docs/training.md) — whose every setting a flag can override: flags, data and model set-up here, the
-// recipes in tessera::train::cifar10_recipe, the loop in tessera::train::Trainer.
+// recipes in tessera::train::cifar10_recipe, the loop in tessera::train::Trainer. Under `mpirun -np N` (a build with
+// TESSERA_MPI) the N ranks train one model data-parallel, with the results of one process (docs/distributed.md).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include <tessera/tessera.hpp>
+#include <tessera/distributed/world.hpp>
 #include <tessera/io/checkpoint.hpp>
 #include <tessera/ops/attention.hpp>
 #include <tessera/train/cifar10_recipes.hpp>
@@ -34,7 +38,20 @@ std::string recipe_in(int argc, char** argv) {
   return name;
 }
 
-int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
+// The value of --dist-timeout SECONDS (or --dist-timeout=SECONDS), read before the other flags because the
+// communicator is made first (so that rank 0 alone prints); 30 when absent or not a positive number (CLI11 then
+// reports it).
+double dist_timeout_in(int argc, char** argv) {
+  const char* value = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--dist-timeout") == 0 && i + 1 < argc) value = argv[i + 1];
+    if (std::strncmp(argv[i], "--dist-timeout=", 15) == 0) value = argv[i] + 15;
+  }
+  const double seconds = value ? std::strtod(value, nullptr) : 30.0;
+  return seconds > 0.0 ? seconds : 30.0;
+}
+
+int run(int argc, char** argv, std::chrono::steady_clock::time_point start, distributed::Communicator& comm) {
   std::string recipe_name = recipe_in(argc, argv);
   const auto names = train::cifar10_recipe_names();
   if (std::find(names.begin(), names.end(), recipe_name) == names.end()) recipe_name = "fast";  // CLI11 reports it
@@ -75,11 +92,19 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
                std::string("Use the fast recipe's configurable augmentation instead of the reference crop + flip "
                            "(default: ") + (flags.fast_augmentation ? "fast" : "reference") + ")");
   flags.add_to(app);
+  double dist_timeout = 30.0;
+  app.add_option("--dist-timeout", dist_timeout,
+                 "Under mpirun: seconds a rank waits for the others before it ends the job, naming the failure "
+                 "(a rank that died or hangs)")
+      ->capture_default_str()
+      ->check(examples::above(0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (!comm.is_root()) return app.exit(e, std::cout, std::cout) == 0 ? 0 : examples::kUsageErrorStatus;  // silent
     return examples::usage_exit(app, e);
   }
+  flags.options.communicator = &comm;  // before apply(), which checks the batch against the ranks
 
   flags.apply();
   train::TrainerOptions& options = flags.options;
@@ -93,6 +118,7 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   TESSERA_CHECK(config.img_size == 32 && config.num_classes == 10, "train_cifar10: --model ", model_name,
                 " is for ", config.img_size, "x", config.img_size, " images and ", config.num_classes,
                 " classes; CIFAR-10 needs 32x32 and 10 (examples/finetune adapts other models)");
+  if (comm.size() > 1) std::cout << "train_cifar10: " << comm.description() << "\n";
   std::cout << "train_cifar10: recipe " << recipe_name << ", model " << (model_name.empty() ? "" : model_name + " ")
             << config.to_json_string() << "\n";
   std::cout << "augmentation: " << recipe.train_transform().describe() << "\n";
@@ -112,10 +138,34 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
 
 int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();  // a time budget counts from here
+  // MPI only when a launcher started this process: a plain run stays one process that never touches MPI.
+  std::unique_ptr<distributed::Communicator> comm;
   try {
-    return run(argc, argv, start);
+    const int launched = distributed::launcher_world_size();
+    TESSERA_CHECK(distributed::have_mpi || launched <= 1, "started as ", launched,
+                  " ranks, but this train_cifar10 was built without MPI (TESSERA_MPI off); install libopenmpi-dev and "
+                  "rebuild, or run it without mpirun");
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(dist_timeout_in(argc, argv) * 1000.0));
+    if (launched > 0) comm = distributed::make_world_communicator({.timeout = timeout});
+    else comm = std::make_unique<distributed::SingleProcessCommunicator>();
   } catch (const std::exception& e) {
-    std::cerr << "\ntrain_cifar10: error: " << e.what() << std::endl;
+    std::cerr << "train_cifar10: error: cannot start: " << e.what() << std::endl;
+    return 1;
+  }
+  // Rank 0 alone prints progress (errors still come from every rank, on stderr).
+  if (!comm->is_root()) std::cout.rdbuf(nullptr);
+  try {
+    return run(argc, argv, start, *comm);
+  } catch (const std::exception& e) {
+    if (comm->size() == 1) {
+      std::cerr << "\ntrain_cifar10: error: " << e.what() << std::endl;
+      return 1;
+    }
+    // One rank's failure ends every rank at once (MPI_Abort), instead of leaving them waiting for it; the
+    // checkpoint on disk is the last complete one (rank 0 writes it to a temporary, then renames).
+    std::cerr << "\ntrain_cifar10: error on rank " << comm->rank() << " of " << comm->size() << ": " << e.what()
+              << "\ntrain_cifar10: ending all ranks" << std::endl;
+    comm->abort(1);
     return 1;
   }
 }

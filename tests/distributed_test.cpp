@@ -1,8 +1,10 @@
-// Tests of distributed/ in one process: the fixed-order average and its slices, the single-process stand-in, and
-// GradientBuckets (bucketing, start order, mark_ready/wait_all) against a recording communicator. The MPI backend
-// runs under mpirun in tests/mpi/data_parallel_check.cpp.
+// Tests of distributed/ in one process: the fixed-order average and its slices, the single-process stand-in,
+// GradientBuckets (bucketing, start order, mark_ready/wait_all) against a recording communicator, the DataLoader's
+// shards and the launcher's environment. The MPI backend runs under mpirun in tests/mpi/data_parallel_check.cpp, the
+// data-parallel Trainer in tests/mpi/trainer_check.cpp.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -12,6 +14,7 @@
 #include "test_helpers.hpp"
 
 #include <tessera/distributed/distributed.hpp>
+#include <tessera/tessera.hpp>
 
 using tessera::Error;
 using tessera::Shape;
@@ -283,4 +286,89 @@ TEST_CASE("through autograd's leaf-gradient-ready hook, buckets start while back
   CHECK(started_at_report == std::vector<size_t>{0, 1, 1, 3, 3, 5});
   buckets.wait_all();
   CHECK(comm.waits == 5);
+}
+
+TEST_CASE("the shards of a DataLoader's batch, in rank order, are the batch of one process") {
+  // 11 random 4x4 images; batches of 5 (the last of 1: an empty shard for some ranks when there are 2 or 3).
+  tessera::Generator gen(5);
+  std::vector<tessera::data::Image> images;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < 11; ++i) {
+    tessera::data::Image image(4, 4, 3);
+    for (auto& p : image.pixels) p = static_cast<uint8_t>(gen.below(256));
+    images.push_back(std::move(image));
+    labels.push_back(i % 2);
+  }
+  const auto set = std::make_shared<tessera::data::InMemoryDataset>(std::move(images), std::move(labels),
+                                                                    std::vector<std::string>{"a", "b"}, "random");
+  const auto transform = [] {
+    return tessera::data::Compose{tessera::data::RandomCrop(4, 1), tessera::data::RandomHorizontalFlip(0.5),
+                                  tessera::data::ToTensor()};
+  };
+  const tessera::data::DataLoaderOptions options{.batch_size = 5, .shuffle = true, .seed = 9, .num_workers = 0};
+  tessera::data::DataLoader whole(set, transform(), options);
+  for (int shards : {2, 3}) {
+    std::vector<std::unique_ptr<tessera::data::DataLoader>> parts;
+    for (int r = 0; r < shards; ++r) {
+      tessera::data::DataLoaderOptions part = options;
+      part.shard = r;
+      part.num_shards = shards;
+      parts.push_back(std::make_unique<tessera::data::DataLoader>(set, transform(), part));
+      CHECK(parts.back()->num_batches() == whole.num_batches());
+    }
+    for (int64_t epoch : {0, 1}) {
+      whole.start_epoch(epoch);
+      for (auto& part : parts) part->start_epoch(epoch);
+      while (auto batch = whole.next()) {
+        std::vector<int64_t> indices, batch_labels;
+        std::vector<float> pixels;
+        int64_t rows = 0;
+        for (int r = 0; r < shards; ++r) {
+          auto shard = parts[static_cast<size_t>(r)]->next();
+          REQUIRE(shard.has_value());
+          CHECK(shard->index == batch->index);
+          CHECK(shard->first_row == batch->size() * r / shards);
+          CHECK(shard->size() == batch->size() * (r + 1) / shards - batch->size() * r / shards);
+          rows += shard->size();
+          indices.insert(indices.end(), shard->indices.begin(), shard->indices.end());
+          batch_labels.insert(batch_labels.end(), shard->labels.begin(), shard->labels.end());
+          if (shard->size() > 0)
+            pixels.insert(pixels.end(), shard->images.data(), shard->images.data() + shard->images.numel());
+          else
+            CHECK_FALSE(shard->images.defined());
+        }
+        CHECK(rows == batch->size());
+        CHECK(indices == batch->indices);
+        CHECK(batch_labels == batch->labels);
+        REQUIRE(pixels.size() == static_cast<size_t>(batch->images.numel()));
+        CHECK(std::memcmp(pixels.data(), batch->images.data(), pixels.size() * sizeof(float)) == 0);
+      }
+      for (auto& part : parts) CHECK_FALSE(part->next().has_value());
+    }
+  }
+  tessera::data::DataLoaderOptions bad = options;
+  bad.shard = 2;
+  bad.num_shards = 2;
+  CHECK_THROWS_AS(tessera::data::DataLoader(set, transform(), bad), Error);
+}
+
+TEST_CASE("launcher_world_size reads the size an MPI launcher puts in the environment") {
+  const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+  std::vector<std::string> saved;
+  std::vector<bool> had;
+  for (const char* name : names) {
+    const char* value = std::getenv(name);
+    had.push_back(value != nullptr);
+    saved.emplace_back(value ? value : "");
+    unsetenv(name);
+  }
+  CHECK(dist::launcher_world_size() == 0);
+  setenv("PMI_SIZE", "3", 1);
+  CHECK(dist::launcher_world_size() == 3);
+  setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+  CHECK(dist::launcher_world_size() == 4);
+  for (size_t i = 0; i < 2; ++i) {
+    if (had[i]) setenv(names[i], saved[i].c_str(), 1);
+    else unsetenv(names[i]);
+  }
 }

@@ -38,6 +38,11 @@ struct DataLoaderOptions {
   int num_workers = 1;
   // How many batches may be built or waiting ahead of the consumer; 0 takes 2 * num_workers.
   int prefetch_batches = 0;
+  // Data-parallel sharding: of every batch that one process would get (batch_size is that global batch), this
+  // loader delivers only rows [count * shard / num_shards, count * (shard + 1) / num_shards) of its count rows, with
+  // the same order and augmentation. The shards of one batch together are exactly the batch of one process.
+  int shard = 0;
+  int num_shards = 1;
 };
 
 struct Batch {
@@ -46,6 +51,9 @@ struct Batch {
   std::vector<int64_t> indices;  // B dataset indices, in batch order
   int64_t epoch = 0;
   int64_t index = 0;  // position of the batch within its epoch
+  // With sharding: the row of the global batch where this shard starts. A shard may be empty (a last batch with
+  // fewer rows than shards); its images are then an undefined tensor.
+  int64_t first_row = 0;
 
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
 };
@@ -91,6 +99,8 @@ class DataLoader {
                   options_.num_workers);
     TESSERA_CHECK(options_.prefetch_batches >= 0, "DataLoader: prefetch_batches must be non-negative, got ",
                   options_.prefetch_batches);
+    TESSERA_CHECK(options_.num_shards >= 1 && options_.shard >= 0 && options_.shard < options_.num_shards,
+                  "DataLoader: shard ", options_.shard, " of ", options_.num_shards, " does not exist");
     const int64_t n = dataset_->size();
     TESSERA_CHECK(n > 0, "DataLoader: the dataset is empty (", dataset_->description(), ")");
     num_batches_ = options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
@@ -238,15 +248,19 @@ class DataLoader {
   Batch build_batch(const EpochState& state, int64_t b) const {
     const int64_t n = dataset_->size();
     const int64_t begin = b * options_.batch_size;
-    const int64_t count = std::min(options_.batch_size, n - begin);
+    const int64_t global_count = std::min(options_.batch_size, n - begin);
+    const int64_t lo = global_count * options_.shard / options_.num_shards;
+    const int64_t hi = global_count * (options_.shard + 1) / options_.num_shards;
+    const int64_t count = hi - lo;
     Batch batch;
     batch.epoch = state.epoch;
     batch.index = b;
+    batch.first_row = lo;
     batch.labels.reserve(static_cast<size_t>(count));
     batch.indices.reserve(static_cast<size_t>(count));
     FloatImage first;
     for (int64_t k = 0; k < count; ++k) {
-      const int64_t index = state.order[static_cast<size_t>(begin + k)];
+      const int64_t index = state.order[static_cast<size_t>(begin + lo + k)];
       Sample sample = dataset_->get(index);
       Generator gen = sample_generator(options_.seed, state.epoch, index);
       FloatImage image = transform_(sample.image, gen);

@@ -2,6 +2,7 @@
 // else the single-process stand-in — and have_mpi, which says which one this build has.
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 
 #include "tessera/distributed/communicator.hpp"
@@ -11,6 +12,21 @@
 #endif
 
 namespace tessera::distributed {
+
+// The number of processes an MPI launcher (Open MPI's mpirun, or a PMI launcher such as MPICH's mpiexec) started
+// this job with, read from the environment it sets; 0 when the program was not started by one. A program may start
+// MPI only when launched (a plain run then never touches MPI), and a build without MPI can see that it was launched
+// as several ranks and refuse, instead of training N independent copies.
+inline int launcher_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') {
+      const long size = std::strtol(value, nullptr, 10);
+      if (size >= 1) return static_cast<int>(size);
+    }
+  }
+  return 0;
+}
 
 // The two builds name their factory in different inline namespaces, so translation units compiled with and
 // without TESSERA_MPI never hold two different definitions of one inline function (an ODR violation).

@@ -1,5 +1,5 @@
-// One optimizer step of a classifier (forward, cross-entropy, backward, AdamW) with optional per-phase timings,
-// and evaluation of top-1 accuracy over a DataLoader.
+// One optimizer step of a classifier (forward, cross-entropy, backward, AdamW) with optional per-phase timings and,
+// for data-parallel training, gradients averaged over the ranks; and evaluation of top-1 accuracy over a DataLoader.
 #pragma once
 
 #include <chrono>
@@ -7,10 +7,12 @@
 #include <span>
 #include <type_traits>
 
+#include "tessera/autograd/engine.hpp"
 #include "tessera/autograd/grad_mode.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/data/data_loader.hpp"
+#include "tessera/distributed/gradient_buckets.hpp"
 #include "tessera/ops/loss.hpp"
 #include "tessera/optim/adamw.hpp"
 
@@ -21,14 +23,18 @@ struct StepTimes {
   double forward_ms = 0.0;    // model forward and the loss
   double backward_ms = 0.0;   // loss.backward()
   double optimizer_ms = 0.0;  // zeroing gradients and optimizer.step()
+  double gradient_wait_ms = 0.0;  // data parallel: waiting after backward for the gradient averages (wait_all)
 };
 
 // Clears the gradients, computes loss = loss_of(model.forward(images)) (a scalar tensor), runs backward and one
 // optimizer step at the optimizer's current learning rate; returns the loss. images is (B, C, H, W).
+// With `buckets` (data parallel; every rank calls this with its share of the global batch): each bucket of
+// gradients starts its average over the ranks from autograd's hook as soon as backward has finished it, and the
+// optimizer steps once all averages are in, so every rank takes the same step. The loss returned is this rank's.
 template <class Model, class LossOf>
   requires std::is_invocable_r_v<Tensor<float>, LossOf, const Tensor<float>&>
 float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<float>& images, LossOf&& loss_of,
-                 StepTimes* times = nullptr) {
+                 StepTimes* times = nullptr, distributed::GradientBuckets<float>* buckets = nullptr) {
   using Clock = std::chrono::steady_clock;
   const auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -38,11 +44,20 @@ float train_step(Model& model, optim::AdamW<float>& optimizer, const Tensor<floa
   const auto t1 = Clock::now();
   const Tensor<float> loss = loss_of(model.forward(images));
   const auto t2 = Clock::now();
-  loss.backward();
+  if (buckets) {
+    autograd::LeafGradReadyGuard<float> guard([buckets](const Tensor<float>& leaf) {
+      if (buckets->contains(leaf)) buckets->mark_ready(leaf);
+    });
+    loss.backward();
+  } else {
+    loss.backward();
+  }
   const auto t3 = Clock::now();
-  optimizer.step();
+  if (buckets) buckets->wait_all();
   const auto t4 = Clock::now();
-  if (times) *times = {ms(t1, t2), ms(t2, t3), ms(t0, t1) + ms(t3, t4)};
+  optimizer.step();
+  const auto t5 = Clock::now();
+  if (times) *times = {ms(t1, t2), ms(t2, t3), ms(t0, t1) + ms(t4, t5), ms(t3, t4)};
   return loss.item();
 }
 
@@ -92,6 +107,7 @@ Accuracy evaluate(Model& model, data::DataLoader& loader, bool flip = false) {
   Accuracy accuracy;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
+    if (batch->size() == 0) continue;  // an empty shard of a data-parallel loader
     Tensor<float> logits = model.forward(batch->images);
     TESSERA_CHECK(logits.rank() == 2 && logits.size(0) == batch->size(), "evaluate: the model returned shape ",
                   logits.shape(), " for a batch of ", batch->size(), " images; expected (", batch->size(),

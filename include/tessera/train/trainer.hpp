@@ -3,14 +3,18 @@
 // a progress display, and resume from a checkpoint that reproduces the uninterrupted run exactly. Kill-safe: the CSV
 // row goes to disk before the checkpoint (resume drops rows beyond its checkpoint), a stop request (Ctrl-C, through
 // StopOnSignals) ends the run after the step under way with a mid-epoch checkpoint, and a non-finite loss stops it
-// without touching the last checkpoint.
+// without touching the last checkpoint. Data parallel when given a communicator of several ranks
+// (TrainerOptions::communicator, docs/distributed.md): each rank trains on its share of every global batch, and all
+// ranks take the same steps.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <iomanip>
@@ -20,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -36,6 +41,9 @@
 #include "tessera/data/dataset.hpp"
 #include "tessera/data/mix.hpp"
 #include "tessera/data/transforms.hpp"
+#include "tessera/distributed/communicator.hpp"
+#include "tessera/distributed/gradient_buckets.hpp"
+#include "tessera/distributed/parameters.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/io/detail/atomic_file.hpp"
 #include "tessera/nn/json.hpp"
@@ -100,6 +108,12 @@ struct TrainerOptions {
   // How error messages name the fields of this struct (and "train_samples", "test_samples", the dataset sizes):
   // a program maps them to its flags, e.g. {"label_smoothing", "--label-smoothing"}; unmapped fields keep their names.
   std::map<std::string, std::string, std::less<>> field_names;
+  // Data-parallel training (docs/distributed.md): every rank of `communicator` runs a Trainer with the same options
+  // and datasets; batch_size and eval_batch_size stay the global batches, each rank trains and evaluates on its
+  // share of each (batch_size must be a multiple of the ranks), gradients are averaged over the ranks as backward
+  // produces them, and rank 0 alone prints and writes the CSV and the checkpoints. The parameters and buffers start
+  // as rank 0's. nullptr or a single rank: one process, exactly as without it.
+  distributed::Communicator* communicator = nullptr;
 
   // The name of `field` in messages: its entry in field_names, else the field's own name.
   std::string name_of(std::string_view field) const {
@@ -139,6 +153,13 @@ struct TrainerOptions {
     TESSERA_CHECK(workers >= 0, n("workers"), " must be >= 0, got ", workers);
     TESSERA_CHECK(normalize_mean.size() == normalize_std.size(), where, "normalize_mean has ", normalize_mean.size(),
                   " values and normalize_std ", normalize_std.size());
+    if (communicator != nullptr && communicator->size() > 1) {
+      const int ranks = communicator->size();
+      TESSERA_CHECK(batch_size % ranks == 0, n("batch_size"), " (the global batch) must be a multiple of the ",
+                    ranks, " ranks, got ", batch_size);
+      TESSERA_CHECK(!mixing(), n("mix"), ": MixUp and CutMix pair samples across the whole batch and are not "
+                    "supported with more than one rank yet (", ranks, " ranks)");
+    }
   }
 
   // The recipe fields as a JSON object (what a checkpoint records and resume compares). Options added after the
@@ -185,13 +206,17 @@ class Trainer {
                                               .shuffle = true,
                                               .drop_last = true,
                                               .seed = options_.seed,
-                                              .num_workers = options_.workers}),
+                                              .num_workers = options_.workers,
+                                              .shard = rank_of(options_),
+                                              .num_shards = ranks_of(options_)}),
         test_loader_(test_set_, std::move(eval_transform),
                      data::DataLoaderOptions{.batch_size = options_.eval_batch_size,
                                              .shuffle = false,
                                              .drop_last = false,
                                              .seed = options_.seed,
-                                             .num_workers = options_.workers}),
+                                             .num_workers = options_.workers,
+                                             .shard = rank_of(options_),
+                                             .num_shards = ranks_of(options_)}),
         steps_per_epoch_(train_loader_.num_batches()),
         warmup_steps_(static_cast<int64_t>(
             std::llround(options_.warmup_epochs * static_cast<double>(steps_per_epoch_)))),
@@ -202,7 +227,9 @@ class Trainer {
         schedule_(make_schedule(options_.budgeted() ? kUnplannedSteps : options_.epochs * steps_per_epoch_)),
         csv_(options_.csv),
         progress_(options_.output ? *options_.output : null_stream(), options_.output && options_.live_progress),
-        budget_start_(options_.budget_start.value_or(Clock::now())) {
+        budget_start_(options_.budget_start.value_or(Clock::now())),
+        comm_(ranks_of(options_) > 1 ? options_.communicator : nullptr) {
+    if (comm_) start_data_parallel();
     if (options_.ema_decay > 0.0) {
       const nn::StateDict<float> tensors = model_.state_dict();
       ema_.emplace(std::vector<std::pair<std::string, Tensor<float>>>(tensors.begin(), tensors.end()),
@@ -261,6 +288,9 @@ class Trainer {
     resumed_ = true;
     const auto generator = state.generators.find("model");
     if (generator != state.generators.end()) model_.generator().restore(generator->second);
+    if (comm_ && !distributed::same_on_all_ranks(*comm_, distributed::tensors_hash(model_tensors())))
+      ::tessera::detail::fail("Trainer::resume: the ranks read different states from '", checkpoint.string(),
+                              "' (every rank must see the same file, e.g. on a shared file system)");
     const size_t dropped = csv_.load_existing(static_cast<int>(epoch_), global_step_);
     if (dropped > 0) csv_.save();
     std::error_code not_same;
@@ -283,7 +313,7 @@ class Trainer {
     session_start_ = Clock::now();
     session_first_step_ = global_step_;
     interrupted_ = 0;
-    remove_stale_temporaries();
+    if (writes_files()) remove_stale_temporaries();
     std::vector<EpochRow> rows;
     while (!run_over() && !stop_requested()) {
       const EpochProgress progress = train_epoch();
@@ -292,6 +322,7 @@ class Trainer {
     }
     if (stop_requested() && !run_over()) {
       interrupted_ = options_.stop_request->load();
+      if (interrupted_ == 0) interrupted_ = SIGTERM;  // another rank received the signal
       report_interruption();
     }
     return rows;
@@ -322,6 +353,7 @@ class Trainer {
                      {"threads", num_threads()},
                      {"workers", options_.workers},
                      {"max_steps", options_.max_steps}};
+    if (comm_) state.trainer["ranks"] = comm_->size();  // for the record: any number of ranks may resume it
     if (plan_) state.trainer["budget_plan"] = plan_->to_json();
     if (!options_.normalize_mean.empty())
       state.trainer["classifier"] =
@@ -353,13 +385,25 @@ class Trainer {
         << "), betas (" << options_.beta1 << ", " << options_.beta2 << "), eps " << options_.eps << ", weight decay "
         << options_.weight_decay << ", label smoothing " << options_.label_smoothing << "\n";
     out << "threads: " << num_threads() << " compute, " << options_.workers << " data workers per loader";
+    if (comm_)
+      out << " (per rank)\ndata parallel: " << comm_->description() << ", " << options_.batch_size / comm_->size()
+          << " images per rank per step, gradients in " << buckets_->buckets().size() << " buckets";
     return out.str();
   }
 
-  // Top-1 accuracy on the test set now (of the weight average, when the run keeps one).
+  // Top-1 accuracy on the test set now (of the weight average, when the run keeps one). Data parallel: each rank
+  // evaluates its share of every evaluation batch and the counts are summed over the ranks (call it on every rank).
   Accuracy evaluate_test() {
     const AverageInModel average(ema_);
-    return evaluate(model_, test_loader_, options_.eval_flip);
+    Accuracy accuracy = evaluate(model_, test_loader_, options_.eval_flip);
+    if (comm_) {
+      // Integer counts, exact in doubles: their average times the ranks rounds back to the exact sum.
+      double counts[2] = {static_cast<double>(accuracy.correct), static_cast<double>(accuracy.total)};
+      comm_->allreduce_average(std::span<double>(counts, 2));
+      accuracy.correct = std::llround(counts[0] * comm_->size());
+      accuracy.total = std::llround(counts[1] * comm_->size());
+    }
+    return accuracy;
   }
 
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
@@ -375,6 +419,8 @@ class Trainer {
   const optim::WarmupDecaySchedule& schedule() const { return schedule_; }
   const std::optional<BudgetPlan>& budget_plan() const { return plan_; }
   const CsvLog& csv() const { return csv_; }
+  // The communicator of a data-parallel run (several ranks), or nullptr.
+  distributed::Communicator* communicator() const { return comm_; }
 
  private:
   // Where a checkpoint keeps the trained weights when "model." holds their average.
@@ -428,9 +474,17 @@ class Trainer {
         loss = train_step(model_, optimizer_, mixed.images, [&](const Tensor<float>& logits) {
           return data::mixed_cross_entropy(logits, mixed, options_.label_smoothing);
         });
+      } else if (comm_) {
+        loss = train_step(
+            model_, optimizer_, batch->images,
+            [&](const Tensor<float>& logits) {
+              return ops::cross_entropy(logits, batch->labels, options_.label_smoothing);
+            },
+            nullptr, &*buckets_);
       } else {
         loss = train_step(model_, optimizer_, batch->images, batch->labels, options_.label_smoothing);
       }
+      if (comm_) loss = agree_after_step(loss);
       if (!std::isfinite(loss))
         ::tessera::detail::fail("Trainer: the loss became ", loss, " at step ", global_step_ + 1, " (epoch ",
                                 epoch_ + 1, ", batch ", batch_in_epoch_ + 1, " of ", steps_per_epoch_,
@@ -440,7 +494,7 @@ class Trainer {
       ++batch_in_epoch_;
       ++global_step_;
       if (ema_) ema_->update(global_step_);
-      progress.images += batch->size();
+      progress.images += comm_ ? options_.batch_size : batch->size();  // the global batch
       const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
       progress.train_seconds += step_seconds;
       note_step_time(step_seconds);
@@ -466,7 +520,7 @@ class Trainer {
     row.step = global_step_;
     row.train_loss = batch_in_epoch_ > 0 ? epoch_loss_sum_ / static_cast<double>(batch_in_epoch_) : 0.0;
     row.test_accuracy = std::numeric_limits<double>::quiet_NaN();
-    if (last || (scheduled_eval && !stopping && !behind_budget())) {
+    if (last || (scheduled_eval && !stopping && !root_decides(behind_budget()))) {
       const auto eval_start = Clock::now();
       row.test_accuracy = evaluate_test().percent();
       eval_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
@@ -492,7 +546,7 @@ class Trainer {
     message(line.str());
     csv_.append(row);
     if (!options_.checkpoint.empty()) {
-      save_checkpoint(options_.checkpoint, row.elapsed_seconds);
+      if (writes_files()) save_checkpoint(options_.checkpoint, row.elapsed_seconds);
       saved_step_ = global_step_;
       message("saved " + options_.checkpoint.string());
     }
@@ -501,7 +555,11 @@ class Trainer {
 
   // ---- interruptions ----
 
-  bool stop_requested() const { return options_.stop_request != nullptr && options_.stop_request->load() != 0; }
+  // Data parallel: what the ranks agreed after the last step (a stop request on any rank stops them all there).
+  bool stop_requested() const { return comm_ ? stop_agreed_ : stop_requested_here(); }
+  bool stop_requested_here() const {
+    return options_.stop_request != nullptr && options_.stop_request->load() != 0;
+  }
 
   // Removes the temporary files that a kill during a save left beside the checkpoint and the CSV.
   void remove_stale_temporaries() {
@@ -573,6 +631,7 @@ class Trainer {
         seconds_since_budget_start() + plan_->evaluation_seconds + plan_->checkpoint_seconds + 1.0 >
             budget_seconds() * 1.005)
       stopped_for_budget_ = true;
+    if (comm_ && plan_ && !resumed_) stopped_for_budget_ = root_decides(stopped_for_budget_);  // rank 0's clock
   }
 
   // Measures what an evaluation and a checkpoint cost, then fixes the run's length and lays the schedule over it.
@@ -583,7 +642,7 @@ class Trainer {
     plan.evaluation_seconds = measure_evaluation_seconds();
     if (!options_.checkpoint.empty()) {
       const auto save_start = Clock::now();
-      save_checkpoint(options_.checkpoint, elapsed_before_ + seconds_in_session());
+      if (writes_files()) save_checkpoint(options_.checkpoint, elapsed_before_ + seconds_in_session());
       saved_step_ = global_step_;
       plan.checkpoint_seconds = std::chrono::duration<double>(Clock::now() - save_start).count();
     }
@@ -597,6 +656,7 @@ class Trainer {
                               .eval_every = options_.eval_every};
     plan.total_steps = std::max(plan_total_steps(inputs), std::max<int64_t>(global_step_, 1));
     plan.warmup_steps = budget_warmup_steps(warmup_steps_, plan.total_steps, global_step_);
+    if (comm_) comm_->broadcast(std::as_writable_bytes(std::span<BudgetPlan>(&plan, 1)), 0);  // rank 0's plan
     adopt_plan(plan);
     std::ostringstream line;
     line << std::fixed << std::setprecision(3) << "time budget " << options_.time_budget_minutes << " min: "
@@ -621,12 +681,13 @@ class Trainer {
     test_loader_.start_epoch(0);
     std::optional<data::Batch> batch = test_loader_.next();
     const auto start = Clock::now();
-    if (batch) (void)model_.forward(batch->images);
+    if (batch && batch->size() > 0) (void)model_.forward(batch->images);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     model_.train(was_training);
-    if (!batch) return 0.0;
+    if (!batch || batch->size() == 0) return 0.0;
+    // This rank's share of the test set (all of it in one process).
     return seconds * (options_.eval_flip ? 2.0 : 1.0) * static_cast<double>(test_set_->size()) /
-           static_cast<double>(batch->size());
+           static_cast<double>(ranks_of(options_)) / static_cast<double>(batch->size());
   }
 
   optim::WarmupDecaySchedule make_schedule(int64_t total) const {
@@ -660,7 +721,64 @@ class Trainer {
 
   static TrainerOptions validated(TrainerOptions options) {
     options.validate();
+    if (rank_of(options) != 0) {  // rank 0 alone prints and writes the CSV
+      options.output = nullptr;
+      options.csv.clear();
+    }
     return options;
+  }
+  static int ranks_of(const TrainerOptions& options) {
+    return options.communicator != nullptr ? options.communicator->size() : 1;
+  }
+  static int rank_of(const TrainerOptions& options) {
+    return options.communicator != nullptr ? options.communicator->rank() : 0;
+  }
+
+  // ---- data parallel ----
+
+  // Rank 0 alone writes files (checkpoints, the CSV, removing stale temporaries).
+  bool writes_files() const { return comm_ == nullptr || comm_->is_root(); }
+
+  std::vector<Tensor<float>> model_tensors() const {
+    std::vector<Tensor<float>> tensors;
+    for (const auto& [name, tensor] : model_.state_dict()) tensors.push_back(tensor);
+    return tensors;
+  }
+
+  // Rank 0's parameters and buffers on every rank; the gradient buckets; the buffers that training changes on each
+  // rank (BatchNorm's running statistics), which are averaged after every step.
+  void start_data_parallel() {
+    distributed::broadcast_tensors(*comm_, model_tensors(), 0);
+    buckets_.emplace(*comm_, distributed::GradientBuckets<float>::backward_order(model_.parameters()));
+    for (const auto& [name, buffer] : model_.named_buffers())
+      if (name.ends_with("running_mean") || name.ends_with("running_var")) synced_buffers_.push_back(buffer);
+  }
+
+  // After each step, one collective: the step's loss averaged over the ranks (the mean over the global batch, as
+  // one process computes it, up to rounding), whether any rank got a stop request, and BatchNorm's running
+  // statistics averaged, so that every rank holds the same. Returns the averaged loss.
+  float agree_after_step(float loss) {
+    std::vector<float>& flat = step_agreement_;
+    flat.clear();
+    for (const Tensor<float>& b : synced_buffers_) flat.insert(flat.end(), b.data(), b.data() + b.numel());
+    flat.push_back(loss);
+    flat.push_back(stop_requested_here() ? 1.0f : 0.0f);
+    comm_->allreduce_average(std::span<float>(flat));
+    const float* averaged = flat.data();
+    for (const Tensor<float>& b : synced_buffers_) {
+      std::copy_n(averaged, b.numel(), b.data());
+      averaged += b.numel();
+    }
+    stop_agreed_ = flat.back() > 0.0f;
+    return flat[flat.size() - 2];
+  }
+
+  // A decision taken from one rank's clock: rank 0's `value` on every rank (the value itself in one process).
+  bool root_decides(bool value) {
+    if (!comm_) return value;
+    unsigned char byte = value ? 1 : 0;
+    comm_->broadcast(std::as_writable_bytes(std::span<unsigned char>(&byte, 1)), 0);
+    return byte != 0;
   }
   static std::shared_ptr<const data::Dataset> checked_dataset(std::shared_ptr<const data::Dataset> set,
                                                               const char* which) {
@@ -721,6 +839,11 @@ class Trainer {
   CsvLog csv_;
   Progress progress_;
   Clock::time_point budget_start_;
+  distributed::Communicator* comm_;  // data parallel over several ranks; nullptr: one process
+  std::optional<distributed::GradientBuckets<float>> buckets_;
+  std::vector<Tensor<float>> synced_buffers_;  // averaged over the ranks after every step
+  std::vector<float> step_agreement_;
+  bool stop_agreed_ = false;  // data parallel: a stop request reached some rank by the end of the last step
 
   int64_t epoch_ = 0;           // epochs completed
   int64_t batch_in_epoch_ = 0;  // steps done in the epoch under way
