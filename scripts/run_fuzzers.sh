@@ -8,7 +8,9 @@
 #   scripts/run_fuzzers.sh [seconds per target, default 60] [target ...]   (targets: default all five)
 #
 # Environment: FUZZ_BUILD_DIR (default build/fuzz), FUZZ_CXX (default clang++-14), FUZZ_JOBS (build jobs, default 2),
-# FUZZ_SEED (libFuzzer's -seed; default: a new random seed each run).
+# FUZZ_SEED (libFuzzer's -seed; default: a new random seed each run), FUZZ_RUNS (stop each target after this many
+# inputs, within the time given: with FUZZ_SEED and an empty build corpus a run then tries the same inputs on every
+# machine, which is how CI runs it).
 # Inputs the fuzzer finds go to <build dir>/corpus/<target>/, never into the committed seeds; a later run goes on from
 # them. Needs clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes), libomp-14-dev for OpenMP.
 set -euo pipefail
@@ -21,8 +23,9 @@ targets=("$@")
 build=${FUZZ_BUILD_DIR:-build/fuzz}
 cxx=${FUZZ_CXX:-clang++-14}
 jobs=${FUZZ_JOBS:-2}
-seed_flag=()
-[ -z "${FUZZ_SEED:-}" ] || seed_flag=(-seed="$FUZZ_SEED")
+fuzz_flags=()
+[ -z "${FUZZ_SEED:-}" ] || fuzz_flags=(-seed="$FUZZ_SEED")
+[ -z "${FUZZ_RUNS:-}" ] || fuzz_flags+=(-runs="$FUZZ_RUNS")
 
 # Largest input the fuzzer makes, per target: a few times the largest seed (the checkpoint seed is 21 KB).
 max_len() {
@@ -78,7 +81,7 @@ for target in "${targets[@]}"; do
   fi
   echo "=== $target: fuzzing for ${seconds}s"
   if ! "$exe" -max_total_time="$seconds" -max_len="$(max_len "$target")" -rss_limit_mb=2048 -timeout=25 \
-       "${seed_flag[@]}" \
+       "${fuzz_flags[@]}" \
        -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "$build/inputs/seeds/$target" >"$log" 2>&1; then
     tail -n 60 "$log"
     failed+=("$target")
