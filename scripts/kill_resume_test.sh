@@ -38,32 +38,7 @@ cleanup() {
 trap cleanup EXIT
 set -m  # background jobs keep SIGINT (a script's background jobs otherwise ignore it)
 
-if [[ -f "$data" ]]; then
-  echo "kill_resume_test: extracting $data"
-  mkdir "$work/data"
-  # Only the images the subset below takes (0000-0099.jpg of each training class, 0000-0019.jpg of each test class)
-  # when the archive names them so, as the shared JPEG archive does; else all of it.
-  tar -xzf "$data" -C "$work/data" --wildcards '*train/*/00[0-9][0-9].jpg' '*test/*/00[01][0-9].jpg' 2>/dev/null ||
-    tar -xzf "$data" -C "$work/data"
-  data="$work/data"
-  [[ -d "$data/cifar10" ]] && data="$data/cifar10"
-fi
-
-# An image folder: a subset of 100 training and 20 test images a class (the first by name) copied into a folder of its
-# own, so that each of the many starts decodes 1200 images rather than 60000. The binary layout loads fast:
-# --train-limit and --test-limit take the same counts from it.
-if [[ -d "$data/train" && -d "$data/test" ]]; then
-  for split_count in train:100 test:20; do
-    split=${split_count%%:*}
-    for class_dir in "$data/$split"/*/; do
-      class=$(basename "$class_dir")
-      mkdir -p "$work/subset/$split/$class"
-      mapfile -t files < <(LC_ALL=C ls "$class_dir" | head -n "${split_count##*:}")
-      (cd "$class_dir" && cp -- "${files[@]}" "$work/subset/$split/$class/")
-    done
-  done
-  data="$work/subset"
-fi
+data="$(small_cifar10 kill_resume_test "$data" "$work")"
 
 # 1000 training images in batches of 50 (20 steps an epoch), 8 epochs, a small ViT: seconds per run.
 train_flags=(--data "$data" --recipe reference --train-limit 1000 --test-limit 200 --batch 50 --epochs 8
@@ -206,9 +181,7 @@ wait_for() {
   return 0
 }
 
-finished=0
 kill_count=0
-removed_before=0
 # Four ways to kill, drawn at random: as the checkpoint's temporary file appears, as a new CSV row lands (the
 # checkpoint's save follows it), at a random moment of the start-up (loading, resuming), at a random moment of up to
 # 2.5 epochs of training. From epoch 6 on not the last, and in the last epoch only kills during the start-up, which
@@ -231,7 +204,6 @@ while ((kill_count < kills)); do
   if ! kill -0 "$pid" 2>/dev/null; then
     wait "$pid" || fail "the run failed on its own: $(tail -n 5 "$run/output.txt")"
     pid=""
-    finished=1
     echo "  the run finished before kill $((kill_count + 1)) could land"
     break
   fi

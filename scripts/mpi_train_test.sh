@@ -12,6 +12,8 @@
 #   MPIEXEC:         default mpirun (Open MPI; as root it gets --allow-run-as-root)
 # Exit status: 0 when every check passed, 1 when one failed, 2 for bad arguments, 77 when the data is missing.
 set -euo pipefail
+# shellcheck source=scripts/lib/train_cifar10.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/train_cifar10.sh"
 
 if [[ $# -lt 2 || $# -gt 3 ]]; then
   echo "usage: $0 DATA_OR_ARCHIVE BINARY [MPIEXEC]" >&2
@@ -24,14 +26,11 @@ if [[ ! -e "$data" ]]; then
   echo "mpi_train_test: no CIFAR-10 data at '$data': skipped" >&2
   exit 77
 fi
-if [[ ! -x "$binary" ]]; then
-  echo "mpi_train_test: error: no train_cifar10 executable at '$binary'" >&2
-  exit 2
-fi
+require_train_cifar10 mpi_train_test "$binary" 2
 mpi_flags=(--oversubscribe --bind-to none)
 [[ $(id -u) -eq 0 ]] && mpi_flags+=(--allow-run-as-root)
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tessera_mpi_train.XXXXXX")"
+work="$(new_work_dir mpi_train)"
 job=""
 cleanup() {
   if [[ -n "$job" ]]; then kill -9 "$job" 2>/dev/null || true; fi
@@ -44,29 +43,7 @@ fail() {
   exit 1
 }
 
-if [[ -f "$data" ]]; then
-  echo "mpi_train_test: extracting a subset of $data"
-  mkdir "$work/data"
-  tar -xzf "$data" -C "$work/data" --wildcards '*train/*/00[0-9][0-9].jpg' '*test/*/00[01][0-9].jpg' 2>/dev/null ||
-    tar -xzf "$data" -C "$work/data"
-  data="$work/data"
-  [[ -d "$data/cifar10" ]] && data="$data/cifar10"
-fi
-
-# An image folder: the first 100 training and 20 test images of each class copied into a folder of their own, so that
-# each start decodes 1200 images rather than 60000 (--train-limit and --test-limit take the same counts from it).
-if [[ -d "$data/train" && -d "$data/test" ]]; then
-  for split_count in train:100 test:20; do
-    split=${split_count%%:*}
-    for class_dir in "$data/$split"/*/; do
-      class=$(basename "$class_dir")
-      mkdir -p "$work/subset/$split/$class"
-      mapfile -t files < <(LC_ALL=C ls "$class_dir" | head -n "${split_count##*:}")
-      (cd "$class_dir" && cp -- "${files[@]}" "$work/subset/$split/$class/")
-    done
-  done
-  data="$work/subset"
-fi
+data="$(small_cifar10 mpi_train_test "$data" "$work")"
 
 # 1000 training images in global batches of 100 (10 steps an epoch), 2 epochs, a small ViT, one thread per rank.
 common=(--data "$data" --recipe reference --train-limit 1000 --test-limit 200 --batch 100
