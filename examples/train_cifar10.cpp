@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include <tessera/io/checkpoint.hpp>
 #include <tessera/ops/attention.hpp>
 #include <tessera/train/cifar10_recipes.hpp>
+#include <tessera/train/classifier_info.hpp>
 #include <tessera/train/subset.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -49,6 +51,45 @@ double dist_timeout_in(int argc, char** argv) {
   }
   const double seconds = value ? std::strtod(value, nullptr) : 30.0;
   return seconds > 0.0 ? seconds : 30.0;
+}
+
+// --evaluate: the accuracy of a checkpoint's model on the evaluation set the flags choose (the test set, or the
+// --val-split images), with test-time flips as --eval-flip says; the weight average when the checkpoint keeps one,
+// or with trained_weights the weights it averaged. Nothing is trained or written. Evaluating one run's checkpoint
+// both ways and with and without flips gives the ablation rows of the average and of the flips at no training cost:
+// neither changes what is trained.
+int evaluate_checkpoint(const std::filesystem::path& checkpoint, bool trained_weights,
+                        const std::filesystem::path& data_root, const examples::TrainingFlags& flags) {
+  const train::Classifier classifier = train::load_classifier(checkpoint);
+  const nn::ViTConfig& config = classifier.config;
+  TESSERA_CHECK(config.img_size == 32 && config.num_classes == 10 && config.in_chans == 3,
+                "--evaluate: the model of '", checkpoint.string(), "' takes ", config.in_chans, "x", config.img_size,
+                "x", config.img_size, " images into ", config.num_classes, " classes; CIFAR-10 needs 3x32x32 and 10");
+  nn::VisionTransformer<float>& model = *classifier.model;
+  if (trained_weights) train::load_trained_weights(checkpoint, model);
+  model.set_attention_fn(&ops::attention<float>);
+  std::cout << "loading CIFAR-10 from " << data_root.string() << " ..." << std::endl;
+  // Only the split that is evaluated is opened (an image folder decodes every image as it opens).
+  std::shared_ptr<const data::Dataset> evaluation_all;
+  if (flags.val_split == 0) {
+    evaluation_all = data::open_cifar10(data_root, data::Split::test);
+  } else {
+    evaluation_all =
+        train::split_validation(data::open_cifar10(data_root, data::Split::train), flags.val_split).validation;
+    std::cout << "validation split: the " << flags.val_split << " training images a run with --val-split holds out\n";
+  }
+  const auto evaluation_set = train::spread_subset(evaluation_all, flags.test_limit);
+  data::DataLoader loader(evaluation_set, data::cifar10_eval_transform(),  // what the trainer evaluates with
+                          data::DataLoaderOptions{.batch_size = flags.options.eval_batch_size,
+                                                  .shuffle = false,
+                                                  .drop_last = false,
+                                                  .num_workers = flags.options.workers});
+  const train::Accuracy accuracy = train::evaluate(model, loader, flags.options.eval_flip);
+  std::cout << "evaluated " << checkpoint.string() << " (" << (trained_weights ? "trained weights" : "saved weights")
+            << (flags.options.eval_flip ? ", with test-time flips" : ", without flips") << ") on "
+            << evaluation_set->description() << ": accuracy " << std::fixed << std::setprecision(2)
+            << accuracy.percent() << "% (" << accuracy.correct << " of " << accuracy.total << ")" << std::endl;
+  return 0;
 }
 
 int run(int argc, char** argv, std::chrono::steady_clock::time_point start, distributed::Communicator& comm) {
@@ -98,6 +139,15 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start, dist
                  "(a rank that died or hangs)")
       ->capture_default_str()
       ->check(examples::above(0));
+  std::filesystem::path evaluate_path;
+  bool trained_weights = false;
+  app.add_option("--evaluate", evaluate_path,
+                 "Train nothing: print the accuracy of this checkpoint's model on the test set (or the --val-split "
+                 "images), with test-time flips unless --no-eval-flip; the weight average when it keeps one");
+  app.add_flag("--trained-weights", trained_weights,
+               "With --evaluate: the trained weights a run with --ema keeps beside their average, instead of the "
+               "average")
+      ->needs("--evaluate");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -112,6 +162,10 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start, dist
   options.normalize_std = data::cifar10_std();
   options.budget_start = start;
   recipe.reference_augmentation = !flags.fast_augmentation;
+  if (!evaluate_path.empty()) {
+    TESSERA_CHECK(comm.size() == 1, "--evaluate runs in one process, not under mpirun");
+    return evaluate_checkpoint(evaluate_path, trained_weights, data_root, flags);
+  }
 
   nn::ViTConfig config = model_name.empty() ? recipe.model : examples::model_presets().at(model_name)();
   if (!config_patch.empty()) config = examples::patched(config, config_patch);

@@ -49,3 +49,15 @@ else
   echo "ci_smoke_train: FAILED: test accuracy ${accuracy}% is not above ${min_accuracy}% (chance is 10%)" >&2
   exit 1
 fi
+
+# --evaluate reads the checkpoint back and must score what the run's last evaluation scored (the same weights, the
+# weight average, on the same 1000 images with the same flips); --trained-weights reads the weights it averaged.
+evaluation="$("$binary" --data "$work" --test-limit 1000 --evaluate "$work/checkpoint.safetensors")"
+echo "$evaluation"
+evaluated="$(sed -n 's/.*: accuracy \([0-9.]*\)% .*/\1/p' <<<"$evaluation")"
+if [[ "$evaluated" != "$accuracy" ]]; then
+  echo "ci_smoke_train: FAILED: --evaluate scored '${evaluated}%', the run's last evaluation ${accuracy}%" >&2
+  exit 1
+fi
+"$binary" --data "$work" --test-limit 1000 --evaluate "$work/checkpoint.safetensors" --trained-weights --no-eval-flip
+echo "ci_smoke_train: OK: --evaluate reproduces the run's accuracy"

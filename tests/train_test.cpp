@@ -14,6 +14,7 @@
 #include <tessera/tessera.hpp>
 
 #include "test_helpers.hpp"
+#include <tessera/train/classifier_info.hpp>
 #include <tessera/train/subset.hpp>
 #include <tessera/train/trainer.hpp>
 
@@ -567,6 +568,17 @@ TEST_CASE("with a weight average, the checkpoint's model is the average and a re
   const Tensor<float> head_model = uninterrupted.state_dict().at("head.weight");
   CHECK(std::memcmp(head_trained.data(), head_model.data(), sizeof(float) * 24) == 0);
   CHECK(std::memcmp(head_average.data(), head_model.data(), sizeof(float) * 24) != 0);
+
+  // load_trained_weights (train_cifar10 --evaluate --trained-weights) puts the weights the optimizer reached into a
+  // model read from the checkpoint (the average): those of the run's model, every tensor.
+  Model reread(tiny_config(), 5);
+  io::load_model_weights(options.checkpoint, reread);
+  CHECK(std::memcmp(reread.state_dict().at("head.weight").data(), head_average.data(), sizeof(float) * 24) == 0);
+  train::load_trained_weights(options.checkpoint, reread);
+  check_same_weights(uninterrupted, reread);
+  // A checkpoint of a run without an average has no trained weights beside it: said, naming the file.
+  check_error([&] { train::load_trained_weights(reference().dir / "a.safetensors", reread); },
+              {"a.safetensors", "holds no \"trained.\" tensors", "without a weight average"});
 
   train::TrainerOptions resumed_options = ema_options();
   resumed_options.checkpoint = dir / "b.safetensors";

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -84,6 +85,19 @@ inline Classifier load_classifier(const std::filesystem::path& path) {
   io::load_model_weights(path, *c.model);  // strict: every tensor present with its shape, nothing else
   c.model->eval();
   return c;
+}
+
+// Where the checkpoint of a run that keeps a weight average (TrainerOptions::ema_decay) stores the trained weights;
+// "model." holds their average, which load_classifier reads.
+inline constexpr std::string_view kTrainedWeightsPrefix = "trained.";
+
+// Replaces the weights of `model` (read by load_classifier from `path`) by the trained weights the checkpoint keeps
+// beside their average: what the run would have scored without the average. Throws naming the file when it has none.
+inline void load_trained_weights(const std::filesystem::path& path, nn::VisionTransformer<float>& model) {
+  const nn::StateDict<float> trained = io::read_checkpoint_tensors<float>(path, kTrainedWeightsPrefix);
+  TESSERA_CHECK(!trained.empty(), "load_trained_weights: '", path.string(), "' holds no \"", kTrainedWeightsPrefix,
+                "\" tensors: it was written by a run without a weight average, so its weights are the trained ones");
+  model.load_state_dict(trained, true);
 }
 
 }  // namespace tessera::train

@@ -424,7 +424,7 @@ class Trainer {
 
  private:
   // Where a checkpoint keeps the trained weights when "model." holds their average.
-  static constexpr std::string_view kTrainedPrefix = "trained.";
+  static constexpr std::string_view kTrainedPrefix = kTrainedWeightsPrefix;
 
   // Puts the weight average (if any) into the model for its lifetime, then the trained weights back.
   class AverageInModel {
