@@ -354,8 +354,8 @@ int main(int argc, char** argv) {
   app.add_option("--bucket-mb", o.bucket_mb, "Gradient bucket size in MiB")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--modes", o.modes, "comm (gradients averaged over the ranks) and/or skip (communication skipped)")
-      ->capture_default_str()
+  app.add_option("--modes", o.modes, "comm (gradients averaged over the ranks) and/or skip (communication skipped); "
+                                     "default both")
       ->check(CLI::IsMember(std::vector<std::string>{"comm", "skip"}));
   app.add_option("--tag", o.tags, "key=value copied into the JSON line's tags (repeatable)");
   app.add_option("--json-out", o.json_out, "File to which rank 0 also appends the JSON line");

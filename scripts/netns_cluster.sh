@@ -81,7 +81,12 @@ cmd_up() {
     ns="$(node_ns "$k")"
     addr="$(node_addr "$k")"
     ip netns add "$ns"
-    ip link add "tsn$k" netns "$ns" type veth peer name "tss$k" netns "$switch_ns"
+    # Both ends made in their namespaces at once; older iproute2 without that form: made here, then moved.
+    if ! ip link add "tsn$k" netns "$ns" type veth peer name "tss$k" netns "$switch_ns" 2>/dev/null; then
+      ip link add "tsn$k" type veth peer name "tss$k"
+      ip link set "tsn$k" netns "$ns"
+      ip link set "tss$k" netns "$switch_ns"
+    fi
     # Loopback up: Open MPI's daemons and their local processes (PMIx) talk over it inside each node.
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$addr/24" dev "tsn$k"
