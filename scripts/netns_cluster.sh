@@ -137,10 +137,9 @@ delay_us() {
 
 # Whether tc can add a netem qdisc here (a kernel without sch_netem answers "Specified qdisc kind is unknown").
 netem_available() {
-  local ns
-  ns="$(node_ns 0)"
-  if ip netns exec "$ns" tc qdisc replace dev tsn0 root netem delay 1ms 2>/dev/null; then
-    ip netns exec "$ns" tc qdisc del dev tsn0 root 2>/dev/null || true
+  # Tried on the switch's bridge device, which carries no shaped traffic, so the links keep their qdiscs.
+  if ip netns exec "$switch_ns" tc qdisc replace dev br0 root netem delay 1ms 2>/dev/null; then
+    ip netns exec "$switch_ns" tc qdisc del dev br0 root 2>/dev/null || true
     return 0
   fi
   return 1
