@@ -8,7 +8,8 @@
 #      a delay; the JSON says which delay was applied);
 #   3. ViT-B/16 at 224 on one rank x 2 threads, communication skipped (its compute time per image, which
 #      scripts/scaling_model.py projects from), unless VIT_B16=0.
-# Then it prints scripts/scaling_model.py's summary of RESULTS (measurements, acceptance, projection).
+# Then it prints scripts/scaling_model.py's summary of RESULTS (measurements, acceptance, projection); the exit
+# status is 1 when the acceptance bounds of issue 16 are not met.
 #
 # Usage: scripts/netns_scaling.sh BENCH [RESULTS]
 #   BENCH:   bench/data_parallel_step of a build with TESSERA_MPI (build/release/bench/data_parallel_step)
@@ -42,6 +43,7 @@ die() {
 command -v mpirun >/dev/null || die "needs Open MPI's mpirun (Debian: openmpi-bin)"
 [[ "$(mpirun --version 2>&1)" == *"Open MPI"* ]] || die "needs Open MPI's mpirun (the namespace launch uses its flags)"
 command -v python3 >/dev/null || die "needs python3 (the cluster check and the model)"
+python3 "$script_dir/scaling_model.py" --self-test >/dev/null || die "scripts/scaling_model.py --self-test failed"
 mkdir -p "$(dirname "$results")"
 when="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 revision="$(git -C "$script_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -96,4 +98,4 @@ if [[ "${VIT_B16:-1}" == 1 ]]; then
 fi
 
 echo "== results in $results (run $when)"
-python3 "$script_dir/scaling_model.py" "$results" --run "$when"
+python3 "$script_dir/scaling_model.py" "$results" --run "$when" --check

@@ -4,7 +4,8 @@
 
 Usage: scaling_model.py RESULTS.jsonl [--run RUN] [--nodes 8 32 128] [--gbits 10 25 100] [--latency-us 10]
                         [--scaling weak|strong] [--global-batch-cifar 1024] [--global-batch-b16 4096]
-                        [--link-efficiency F] [--markdown]
+                        [--link-efficiency F] [--markdown] [--check]
+       scaling_model.py --self-test
 
 RESULTS holds the JSON lines of bench/data_parallel_step (one per configuration); tags.run selects one run of
 netns_scaling.sh (default: the latest run in the file). It prints
@@ -245,16 +246,17 @@ def one_machine(records):
 
 def acceptance(records):
     print("3. Acceptance (issue 16): 2 ranks in namespaces, vit_cifar, global batch 128")
-    seen = False
+    seen, passed = set(), True
     for r in records:
         if tag(r, "network") != "netns" or r["model"] != "vit_cifar" or r.get("slowdown") is None:
             continue
         rate = parse_rate(tag(r, "rate"))
         if rate not in ACCEPTANCE:
             continue
-        seen = True
+        seen.add(rate)
         bound = ACCEPTANCE[rate]
         ok = r["slowdown"] <= bound and r["global_batch"] == 128 and r["ranks"] == 2
+        passed = passed and ok
         note = "" if tag(r, "delay") == tag(r, "delay_requested") else \
             " (delay %s requested, %s applied)" % (tag(r, "delay_requested"), tag(r, "delay"))
         print("   %-44s %.3fx (bound %.2fx): %s%s" % (
@@ -262,6 +264,7 @@ def acceptance(records):
     if not seen:
         print("   no namespace line at 1gbit or 10gbit")
     print()
+    return passed and seen == set(ACCEPTANCE)
 
 
 def software_alpha(records, default_us):
@@ -370,9 +373,47 @@ def projection(args, records, alpha_sw, efficiency):
         t.print()
 
 
+def self_test():
+    """The model's pieces against figures derived by hand or published elsewhere; returns the exit status."""
+    failures = []
+
+    def check(ok, what):
+        print("  %s  %s" % ("ok  " if ok else "FAIL", what))
+        if not ok:
+            failures.append(what)
+
+    # timm's vit_base_patch16_224: 86,567,656 parameters.
+    count = parameter_count("vit_b16")
+    check(count == 86567656, "ViT-B/16 has %d parameters (timm: 86567656)" % count)
+    # ViT-B/16 forward: 17.56 GMAC (the figure timm and fvcore give), so 35.1 GFLOP; training 3x that.
+    forward = training_flops_per_image("vit_b16") / 3.0
+    check(abs(forward - 35.12e9) < 0.01 * 35.12e9,
+          "ViT-B/16 forward %.2f GFLOP (17.56 GMAC = 35.12 GFLOP)" % (forward / 1e9))
+    # vit_cifar: about 0.76 GFLOP per training image (../shared/GUIDE.md).
+    cifar = training_flops_per_image("vit_cifar")
+    check(abs(cifar - 0.76e9) < 0.02e9, "vit_cifar %.3f GFLOP per training image (GUIDE: about 0.76)" % (cifar / 1e9))
+    # GradientBuckets' rule by hand for vit_cifar at 4 MiB (1048576 floats), backward order: head and norm (2314),
+    # blocks 5, 4, 3 (297024 each), then block 2's fc2, fc1, norm2 and proj.bias (148608) reach 1041994; proj.weight
+    # (36864) would pass 1048576, so the second bucket holds the remaining 1806538 - 1041994 = 764544.
+    buckets = buckets_with_ready_times("vit_cifar", 4 << 20)
+    check([b for b, _ in buckets] == [4 * 1041994, 4 * 764544] and buckets[-1][1] == 1.0,
+          "vit_cifar buckets %s bytes, the last ready at the end of backward" % [b for b, _ in buckets])
+    # Ring cost: 4 nodes, 1000 bytes at 8000 bit/s, alpha 10 ms: 2 * 3/4 * 1 s + 6 * 0.01 s = 1.56 s.
+    t = allreduce_seconds(1000, 4, 8000.0, 0.01)
+    check(abs(t - 1.56) < 1e-9, "allreduce of 1000 bytes on 4 nodes at 8000 bit/s, 10 ms: %.4f s (1.56)" % t)
+    # Timeline, 2 nodes, 100-byte buckets ready at half and at the end of a 1 s backward: at 800 bit/s each takes
+    # 1 s (the first 0.5-1.5 s, the second 1.5-2.5 s): 1.5 s exposed; at 8000 bit/s 0.1 s each: only the last, 0.1 s.
+    slow, _ = exposed_seconds([(100, 0.5), (100, 1.0)], 1.0, 2, 800.0, 0.0)
+    fast, _ = exposed_seconds([(100, 0.5), (100, 1.0)], 1.0, 2, 8000.0, 0.0)
+    check(abs(slow - 1.5) < 1e-9 and abs(fast - 0.1) < 1e-9, "exposed %.3f s and %.3f s (1.5 and 0.1)" % (slow, fast))
+    check(small_seconds(128, 1e-5) == 2 * 7 * 1e-5, "the 2-float allreduce on 128 nodes: 14 alphas")
+    print("self-test: %s" % ("passed" if not failures else "%d FAILED" % len(failures)))
+    return 1 if failures else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="JSON lines of bench/data_parallel_step (scripts/netns_scaling.sh)")
+    parser.add_argument("results", nargs="?", help="JSON lines of bench/data_parallel_step (scripts/netns_scaling.sh)")
     parser.add_argument("--run", help="tags.run of the lines to use (default: the latest run in the file)")
     parser.add_argument("--nodes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--gbits", type=float, nargs="+", default=[10.0, 25.0, 100.0], help="link rates, Gbit/s")
@@ -390,7 +431,15 @@ def main():
     parser.add_argument("--global-batch-cifar", type=int, default=1024, help="vit_cifar's global batch (strong)")
     parser.add_argument("--global-batch-b16", type=int, default=4096, help="ViT-B/16's global batch (strong)")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for the docs)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 unless the acceptance bounds of issue 16 were measured and met")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check the model against figures derived by hand or published (timm), then exit")
     args = parser.parse_args()
+    if args.self_test:
+        sys.exit(self_test())
+    if args.results is None:
+        parser.error("RESULTS is required (unless --self-test)")
 
     run, records = load(args.results, args.run)
     print("Run %s of %s: %d configurations\n" % (run, args.results, len(records)))
@@ -400,13 +449,15 @@ def main():
                 r["model"], r["parameters"], parameter_count(r["model"])), file=sys.stderr)
     measurements(records, args.markdown)
     one_machine(records)
-    acceptance(records)
+    accepted = acceptance(records)
     alpha_sw, alpha_source = software_alpha(records, args.software_latency_us)
     efficiency, efficiency_source = link_efficiency(records, args.link_efficiency)
     print("   software latency per message %.0f us (%s); link efficiency %.2f (%s)\n" % (
         alpha_sw * 1e6, alpha_source, efficiency, efficiency_source))
     model_check(records, alpha_sw, efficiency, args.markdown)
     projection(args, records, alpha_sw, efficiency)
+    if args.check and not accepted:
+        sys.exit("acceptance (issue 16): not met, or not measured at 1gbit and 10gbit")
 
 
 if __name__ == "__main__":
