@@ -3,11 +3,15 @@
 // spread_subset, the CSV and progress output, and that training learns a simple task.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tessera/io/checkpoint.hpp>
@@ -452,7 +456,7 @@ TEST_CASE("a time budget's step count: the largest run whose steps, evaluations 
   check_error([&] { train::plan_total_steps(in); }, {"plan_total_steps"});
 }
 
-TEST_CASE("a time-budgeted run plans its length from its first steps, lays the schedule over it and keeps it") {
+TEST_CASE("a time-budgeted run plans its length from its first steps and lays the schedule over it") {
   TempDir dir;
   train::TrainerOptions options = tiny_options();
   options.time_budget_minutes = 0.2;  // 12 s
@@ -477,10 +481,13 @@ TEST_CASE("a time-budgeted run plans its length from its first steps, lays the s
   CHECK(trainer.global_step() > plan.planned_at_step);
   CHECK(trainer.schedule().total_steps() == plan.total_steps);
   CHECK(trainer.schedule().decay() == optim::Decay::linear);
-  // Linear decay to 0 over the planned steps: the last step ran at lr·1/(steps after warmup).
+  // Linear decay to 0 over the planned steps, from the warmup's end or, once the run re-planned at an epoch end,
+  // from that step's learning rate a: the last step ran at a·1/(steps after the anchor).
   CHECK(trainer.schedule().warmup_steps() == plan.warmup_steps);
+  const int64_t anchor = plan.replans > 0 ? plan.anchor_step : plan.warmup_steps;
   CHECK(trainer.schedule()(plan.total_steps - 1) ==
-        doctest::Approx(options.lr / static_cast<double>(plan.total_steps - plan.warmup_steps)));
+        doctest::Approx(trainer.schedule()(anchor) / static_cast<double>(plan.total_steps - anchor)));
+  CHECK(trainer.schedule()(plan.total_steps) == 0.0);
   // Only the last row was evaluated; the others have an empty accuracy field.
   REQUIRE(!rows.empty());
   CHECK(std::isfinite(rows.back().test_accuracy));
@@ -494,6 +501,71 @@ TEST_CASE("a time-budgeted run plans its length from its first steps, lays the s
   const io::CheckpointState state = io::read_checkpoint_state(options.checkpoint);
   CHECK(state.trainer.at("budget_plan").at("total_steps") == plan.total_steps);
   CHECK(state.schedule.at("total_steps") == plan.total_steps);
+}
+
+// A dataset whose first `slow` samples each take `delay` to read: a machine that is slow while a budgeted run
+// measures its first steps, and fast afterwards.
+class SlowStartDataset final : public data::Dataset {
+ public:
+  SlowStartDataset(std::shared_ptr<const data::Dataset> base, int slow, std::chrono::milliseconds delay)
+      : base_(std::move(base)), slow_left_(slow), delay_(delay) {}
+  int64_t size() const override { return base_->size(); }
+  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
+  data::Sample get(int64_t index) const override {
+    if (slow_left_.fetch_sub(1) > 0) std::this_thread::sleep_for(delay_);
+    return base_->get(index);
+  }
+  int64_t label(int64_t index) const override { return base_->label(index); }
+  std::string sample_name(int64_t index) const override { return base_->sample_name(index); }
+  std::string description() const override { return "slow start of " + base_->description(); }
+
+ private:
+  std::shared_ptr<const data::Dataset> base_;
+  mutable std::atomic<int> slow_left_;
+  std::chrono::milliseconds delay_;
+};
+
+TEST_CASE("a budgeted run re-plans at epoch ends from the pace since its plan, re-laying the rest of the schedule") {
+  TempDir dir;
+  train::TrainerOptions options = tiny_options();
+  options.time_budget_minutes = 0.2;  // 12 s
+  options.eval_every = 0;
+  options.decay = optim::Decay::linear;
+  options.min_lr = 0.0;
+  options.csv = dir / "replan.csv";
+  const auto start = std::chrono::steady_clock::now();
+  options.budget_start = start;
+  Model model(tiny_config(), 3);
+  // 10 ms a sample for the first 60 steps of 4 (the plan is made at step 24, at that pace), then the tiny model's
+  // own speed, several times faster: a plan kept from the first steps would end the run after a fraction of its
+  // budget.
+  const auto train_set =
+      std::make_shared<SlowStartDataset>(colour_dataset(26, 1), 240, std::chrono::milliseconds(10));
+  Trainer trainer(model, train_set, train_transform(), colour_dataset(9, 2), eval_transform(), options);
+  const auto rows = trainer.fit();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(trainer.budget_plan().has_value());
+  const train::BudgetPlan plan = *trainer.budget_plan();
+  CHECK(plan.planned_at_step == 24);
+  CHECK(plan.replans >= 1);
+  CHECK(plan.anchor_step > plan.planned_at_step);
+  CHECK(plan.anchor_step % 6 == 0);  // at an epoch end (6 steps an epoch)
+  CHECK(trainer.global_step() <= plan.total_steps);
+  // The rest of the decay, re-laid from the last re-plan: a straight line from its learning rate to 0 at the end.
+  const optim::WarmupDecaySchedule& schedule = trainer.schedule();
+  CHECK(schedule.total_steps() == plan.total_steps);
+  const double at_anchor = schedule(plan.anchor_step);
+  CHECK(at_anchor > 0.0);
+  CHECK(at_anchor < options.lr);
+  const int64_t middle = plan.anchor_step + (plan.total_steps - plan.anchor_step) / 2;
+  CHECK(schedule(middle) == doctest::Approx(at_anchor * static_cast<double>(plan.total_steps - middle) /
+                                            static_cast<double>(plan.total_steps - plan.anchor_step)));
+  CHECK(schedule(plan.total_steps) == 0.0);
+  // The budget was used (a plan kept from the slow start would have ended after a few seconds) and not overrun.
+  REQUIRE(!rows.empty());
+  CHECK(std::isfinite(rows.back().test_accuracy));
+  CHECK(seconds > 12.0 * 0.6);
+  CHECK(seconds < 12.0 * 1.02 + 2.0);
 }
 
 TEST_CASE("a budgeted run resumed after its plan keeps the plan") {
@@ -539,6 +611,85 @@ TEST_CASE("linear decay: warmup, then a straight line from lr to min_lr") {
   CHECK(schedule(7) == doctest::Approx(0.1 + 0.9 * 0.5));
   CHECK(schedule(12) == doctest::Approx(0.1));
   CHECK(schedule(50) == doctest::Approx(0.1));
+}
+
+TEST_CASE("a schedule continued over another length goes on from where it stands, without a jump, to min_lr") {
+  const optim::WarmupDecaySchedule base(1.0, 110, 10, 0.1, optim::Decay::linear);
+  // Without a re-plan, the closed form: min_lr + (lr - min_lr)·(1 - (s - warmup)/(total - warmup)).
+  CHECK(base(37) == doctest::Approx(0.1 + 0.9 * (1.0 - 27.0 / 100.0)).epsilon(1e-15));
+  CHECK(base.anchor_step() == 10);
+  CHECK(base.anchor_progress() == 0.0);
+  // At step 60 the decay is half done (lr 0.55); laid over 210 steps instead of 110 from there: a straight line
+  // from 0.55 at step 60 to 0.1 at step 210.
+  const optim::WarmupDecaySchedule longer = base.continued(60, 210);
+  for (const int64_t s : {0, 5, 9, 10, 30, 59, 60}) {
+    CAPTURE(s);
+    CHECK(longer(s) == doctest::Approx(base(s)));  // the steps already taken keep their learning rates
+  }
+  CHECK(longer.anchor_step() == 60);
+  CHECK(longer.progress_at(60) == doctest::Approx(0.5));
+  CHECK(longer(135) == doctest::Approx(0.1 + 0.45 * 0.5));
+  CHECK(longer(209) > 0.1);
+  CHECK(longer(210) == 0.1);
+  CHECK(longer(500) == 0.1);
+  // Shorter: the same 0.55 at step 60, down to 0.1 at step 80.
+  const optim::WarmupDecaySchedule shorter = base.continued(60, 80);
+  CHECK(shorter(60) == doctest::Approx(0.55));
+  CHECK(shorter(70) == doctest::Approx(0.1 + 0.45 * 0.5));
+  CHECK(shorter(80) == 0.1);
+  // Re-planned twice: the progress goes on from the last anchor (0.75 at step 135 of `longer`).
+  const optim::WarmupDecaySchedule twice = longer.continued(135, 160);
+  CHECK(twice.progress_at(135) == doctest::Approx(0.75));
+  CHECK(twice(135) == doctest::Approx(longer(135)));
+  CHECK(twice(145) == doctest::Approx(0.1 + 0.9 * (1.0 - (0.75 + 0.25 * 10.0 / 25.0))));
+  CHECK(twice(160) == 0.1);
+  // Cosine: the progress continues the same way.
+  const optim::WarmupDecaySchedule cosine(1.0, 110, 10, 0.0, optim::Decay::cosine);
+  const optim::WarmupDecaySchedule cosine_longer = cosine.continued(60, 210);
+  CHECK(cosine_longer(60) == doctest::Approx(cosine(60)));
+  CHECK(cosine_longer(135) == doctest::Approx(0.5 * (1.0 + std::cos(3.14159265358979323846 * 0.75))));
+  CHECK(cosine_longer(210) == 0.0);
+  // During the warmup nothing has decayed: the decay simply spans the new length.
+  const optim::WarmupDecaySchedule early = base.continued(5, 210);
+  CHECK(early(5) == base(5));
+  CHECK(early(110) == doctest::Approx(0.1 + 0.9 * 0.5));
+  CHECK(early.anchor_step() == 10);
+  check_error([&] { (void)base.continued(60, 50); }, {"continued", "step 60", "total_steps 50"});
+  check_error([&] { optim::WarmupDecaySchedule(1.0, 110, 10, 0.1, optim::Decay::linear, 5, 0.3); }, {"anchor"});
+  check_error([&] { optim::WarmupDecaySchedule(1.0, 110, 10, 0.1, optim::Decay::linear, 60, 1.5); }, {"anchor"});
+}
+
+TEST_CASE("a re-plan's length: the budget at the new pace, kept when the change is under half a percent") {
+  // 10000 s, 1 s a step, nothing else: 10000 steps fit.
+  train::BudgetInputs in{.budget = 10000.0, .elapsed = 0.0, .steps_done = 0, .step = 1.0, .evaluation = 0.0,
+                         .checkpoint = 0.0, .steps_per_epoch = 100, .eval_every = 0, .reserve_fraction = 0.0,
+                         .exit_seconds = 0.0};
+  CHECK(train::plan_total_steps(in) == 10000);
+  CHECK(train::replanned_total_steps(in, 9960) == 9960);    // 40 steps: under 0.5% of 9960
+  CHECK(train::replanned_total_steps(in, 9900) == 10000);   // 100 steps: more
+  CHECK(train::replanned_total_steps(in, 12000) == 10000);  // shorter too
+  // At least one step more than those taken, which brings the final evaluation: never an end without one.
+  in.steps_done = 500;
+  in.elapsed = 20000.0;
+  CHECK(train::plan_total_steps(in) == 500);
+  CHECK(train::replanned_total_steps(in, 800) == 501);
+  // The plan's JSON keeps the anchor once there was a re-plan; a plan without one reads back as before.
+  train::BudgetPlan plan;
+  plan.total_steps = 900;
+  plan.warmup_steps = 50;
+  plan.replans = 2;
+  plan.anchor_step = 300;
+  plan.anchor_progress = 0.25;
+  const train::BudgetPlan back = train::BudgetPlan::from_json(plan.to_json());
+  CHECK(back.replans == 2);
+  CHECK(back.anchor_step == 300);
+  CHECK(back.anchor_progress == 0.25);
+  const train::BudgetPlan first = train::BudgetPlan::from_json({{"total_steps", 900}, {"warmup_steps", 50}});
+  CHECK(first.replans == 0);
+  CHECK(first.anchor_step == -1);
+  CHECK(!train::BudgetPlan{}.to_json().contains("anchor_step"));
+  check_error([] { (void)train::BudgetPlan::from_json({{"total_steps", 900}, {"anchor_step", 901}}); },
+              {"anchor_step 901", "900 steps"});
 }
 
 TEST_CASE("with a weight average, the checkpoint's model is the average and a resumed run reproduces the run") {

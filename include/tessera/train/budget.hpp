@@ -70,6 +70,15 @@ inline int64_t plan_total_steps(const BudgetInputs& in) {
   return low;
 }
 
+// A re-plan's total step count: the largest run that fits the budget at the pace measured now, at least one step
+// more than those taken (the run's last step brings its final evaluation), or `planned_total` unchanged when the
+// difference is under half a percent of it (not worth a change of the schedule).
+inline int64_t replanned_total_steps(const BudgetInputs& in, int64_t planned_total) {
+  const int64_t total = std::max(plan_total_steps(in), in.steps_done + 1);
+  const double change = std::abs(static_cast<double>(total - planned_total));
+  return change >= std::max(1.0, 0.005 * static_cast<double>(planned_total)) ? total : planned_total;
+}
+
 // The warmup of a budgeted run of total_steps planned at step planned_at: the recipe's, unless that is more than a
 // fifth of the run; then a fifth of it, but never ending before the steps already taken (their learning rates were
 // the recipe's warmup, which a shorter one continues from above).
@@ -78,22 +87,34 @@ inline int64_t budget_warmup_steps(int64_t recipe_warmup, int64_t total_steps, i
   return std::min(recipe_warmup, std::min(total_steps, std::max(planned_at, total_steps / 5)));
 }
 
-// The plan a budgeted run makes once, after its first steps, and keeps (a resumed run reads it from the checkpoint).
+// The plan a budgeted run makes after its first steps and revises at every epoch end from the pace of that epoch
+// (a shared machine's speed drifts), re-laying the rest of the schedule over the new length
+// (optim::WarmupDecaySchedule::continued, anchored where the re-plan happened). A resumed run reads it from the
+// checkpoint and keeps it.
 struct BudgetPlan {
   int64_t total_steps = 0;
   int64_t warmup_steps = 0;  // the recipe's warmup, shortened to a fifth of a run too short for it
   int64_t planned_at_step = 0;
-  double step_seconds = 0.0;
+  double step_seconds = 0.0;  // the pace the plan was made with (the first steps', then the last epoch's)
   double evaluation_seconds = 0.0;
   double checkpoint_seconds = 0.0;
+  int64_t replans = 0;           // revisions that changed total_steps
+  int64_t anchor_step = -1;      // the schedule's anchor (the last re-plan's step); -1: none, the warmup's end
+  double anchor_progress = 0.0;  // the decay's progress there
 
   nlohmann::json to_json() const {
-    return {{"total_steps", total_steps},
-            {"warmup_steps", warmup_steps},
-            {"planned_at_step", planned_at_step},
-            {"step_seconds", step_seconds},
-            {"evaluation_seconds", evaluation_seconds},
-            {"checkpoint_seconds", checkpoint_seconds}};
+    nlohmann::json j = {{"total_steps", total_steps},
+                        {"warmup_steps", warmup_steps},
+                        {"planned_at_step", planned_at_step},
+                        {"step_seconds", step_seconds},
+                        {"evaluation_seconds", evaluation_seconds},
+                        {"checkpoint_seconds", checkpoint_seconds}};
+    if (replans > 0) {
+      j["replans"] = replans;
+      j["anchor_step"] = anchor_step;
+      j["anchor_progress"] = anchor_progress;
+    }
+    return j;
   }
   static BudgetPlan from_json(const nlohmann::json& j) {
     TESSERA_CHECK(j.is_object() && j.contains("total_steps") && j.at("total_steps").is_number_integer() &&
@@ -109,6 +130,13 @@ struct BudgetPlan {
     plan.step_seconds = j.value("step_seconds", 0.0);
     plan.evaluation_seconds = j.value("evaluation_seconds", 0.0);
     plan.checkpoint_seconds = j.value("checkpoint_seconds", 0.0);
+    plan.replans = j.value("replans", int64_t{0});
+    plan.anchor_step = j.value("anchor_step", int64_t{-1});
+    plan.anchor_progress = j.value("anchor_progress", 0.0);
+    TESSERA_CHECK(plan.replans >= 0 && plan.anchor_step <= plan.total_steps && plan.anchor_progress >= 0.0 &&
+                      plan.anchor_progress <= 1.0,
+                  "BudgetPlan: replans ", plan.replans, ", anchor_step ", plan.anchor_step, " and anchor_progress ",
+                  plan.anchor_progress, " do not fit a run of ", plan.total_steps, " steps");
     return plan;
   }
 };

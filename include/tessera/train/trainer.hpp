@@ -545,6 +545,7 @@ class Trainer {
          << format_duration(row.elapsed_seconds);
     message(line.str());
     csv_.append(row);
+    if (complete && !last && !stopping) replan(eval_seconds);  // before the checkpoint, which records it
     if (!options_.checkpoint.empty()) {
       if (writes_files()) save_checkpoint(options_.checkpoint, row.elapsed_seconds);
       saved_step_ = global_step_;
@@ -626,6 +627,8 @@ class Trainer {
     if (global_step_ - session_first_step_ <= kUntimedSteps) return;
     timed_step_seconds_ += seconds;
     ++timed_steps_;
+    pace_seconds_ += seconds;
+    ++pace_steps_;
     recent_step_seconds_ = recent_step_seconds_ > 0.0 ? 0.9 * recent_step_seconds_ + 0.1 * seconds : seconds;
     if (plan_ && !resumed_ &&
         seconds_since_budget_start() + plan_->evaluation_seconds + plan_->checkpoint_seconds + 1.0 >
@@ -639,6 +642,8 @@ class Trainer {
     BudgetPlan plan;
     plan.planned_at_step = global_step_;
     plan.step_seconds = timed_step_seconds_ / static_cast<double>(std::max<int64_t>(1, timed_steps_));
+    pace_seconds_ = 0.0;
+    pace_steps_ = 0;
     plan.evaluation_seconds = measure_evaluation_seconds();
     if (!options_.checkpoint.empty()) {
       const auto save_start = Clock::now();
@@ -667,10 +672,53 @@ class Trainer {
     message(line.str());
   }
 
+  // At an epoch end of a budgeted run that planned in this session: plans again from the pace of the steps since
+  // the last plan (at least an epoch's, and a 50th of the run's) and the evaluation just timed, if any, so that a
+  // machine slower or faster than during the first steps neither cuts the schedule short (stopped early, the
+  // learning rate still high) nor leaves the budget unused. The rest of the decay is re-laid over the new length
+  // from here: no jump in the learning rate. Rank 0's plan is everyone's (every rank counts the same steps, so all
+  // reach the broadcast together). A resumed run keeps its plan (so that it reproduces the run it continues).
+  void replan(double eval_seconds) {
+    if (!options_.budgeted() || !plan_ || resumed_) return;
+    if (pace_steps_ < std::max(steps_per_epoch_, plan_->total_steps / 50)) return;
+    BudgetPlan plan = *plan_;
+    if (eval_seconds > 0.0) plan.evaluation_seconds = eval_seconds;
+    const double step_seconds = pace_seconds_ / static_cast<double>(pace_steps_);
+    pace_seconds_ = 0.0;
+    pace_steps_ = 0;
+    const BudgetInputs inputs{.budget = budget_seconds(),
+                              // the checkpoint of this epoch end, written next, is not among those still ahead
+                              .elapsed = seconds_since_budget_start() + elapsed_before_ + plan.checkpoint_seconds,
+                              .steps_done = global_step_,
+                              .step = step_seconds,
+                              .evaluation = plan.evaluation_seconds,
+                              .checkpoint = plan.checkpoint_seconds,
+                              .steps_per_epoch = steps_per_epoch_,
+                              .eval_every = options_.eval_every};
+    const int64_t total = std::max(replanned_total_steps(inputs, plan.total_steps), plan.warmup_steps);
+    if (total != plan.total_steps) {
+      const int64_t was = plan.total_steps;
+      const optim::WarmupDecaySchedule continued = schedule_.continued(global_step_, total);
+      plan.total_steps = total;
+      plan.step_seconds = step_seconds;
+      plan.anchor_step = continued.anchor_step();
+      plan.anchor_progress = continued.anchor_progress();
+      ++plan.replans;
+      std::ostringstream line;
+      line << std::fixed << std::setprecision(3) << "time budget: " << step_seconds
+           << " s/step since the last plan -> " << total << " steps (" << std::setprecision(1)
+           << static_cast<double>(total) / static_cast<double>(steps_per_epoch_) << " epochs; the plan was " << was
+           << "), the rest of the schedule re-laid from step " << global_step_;
+      message(line.str());
+    }
+    if (comm_) comm_->broadcast(std::as_writable_bytes(std::span<BudgetPlan>(&plan, 1)), 0);  // rank 0's plan
+    adopt_plan(plan);
+  }
+
   void adopt_plan(const BudgetPlan& plan) {
     plan_ = plan;
     schedule_ = optim::WarmupDecaySchedule(options_.lr, plan.total_steps, plan.warmup_steps, options_.min_lr,
-                                           options_.decay);
+                                           options_.decay, plan.anchor_step, plan.anchor_progress);
   }
 
   // One evaluation's cost, estimated from timing the forward pass of one evaluation batch.
@@ -862,6 +910,8 @@ class Trainer {
   double timed_step_seconds_ = 0.0;  // steps of this session after the untimed ones
   int64_t timed_steps_ = 0;
   double recent_step_seconds_ = 0.0;  // exponential average of the latest steps
+  double pace_seconds_ = 0.0;         // the timed steps since the budget was last planned: the pace a re-plan uses
+  int64_t pace_steps_ = 0;
 };
 
 }  // namespace tessera::train
