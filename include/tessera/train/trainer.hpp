@@ -534,10 +534,14 @@ class Trainer {
       epoch_loss_sum_ = 0.0;
     }
 
+    // Why an epoch ends inside: a stop request, the budget's guard, the run's planned end, or max_steps.
+    const char* partial = complete              ? ""
+                          : stopping            ? " (interrupted)"
+                          : stopped_for_budget_ ? " (stopped early to keep the budget)"
+                          : global_step_ >= total_steps() ? " (the run's last step)"
+                                                          : " (max_steps)";
     std::ostringstream line;
-    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label()
-         << (complete ? "" : stopping ? " (interrupted)" : " (stopped early)")
-         << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
+    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label() << partial << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
     if (std::isnan(row.test_accuracy)) line << "  (not evaluated)";
     else line << "  test_acc " << row.test_accuracy << "%";
     line << std::setprecision(1) << "  " << row.images_per_second << " img/s  data wait "
