@@ -541,7 +541,8 @@ class Trainer {
                           : global_step_ >= total_steps() ? " (the run's last step)"
                                                           : " (max_steps)";
     std::ostringstream line;
-    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label() << partial << "  step " << row.step << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
+    line << std::fixed << "epoch " << row.epoch << '/' << epochs_label() << partial << "  step " << row.step
+         << std::setprecision(4) << "  train_loss " << row.train_loss << std::setprecision(2);
     if (std::isnan(row.test_accuracy)) line << "  (not evaluated)";
     else line << "  test_acc " << row.test_accuracy << "%";
     line << std::setprecision(1) << "  " << row.images_per_second << " img/s  data wait "
