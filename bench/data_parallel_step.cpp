@@ -40,6 +40,8 @@
 #include <tessera/train/cifar10_recipes.hpp>
 #include <tessera/train/step.hpp>
 
+#include "cli_checks.hpp"  // examples/cli_checks.hpp: the usage-error exit status of every program
+
 using namespace tessera;
 namespace dist = tessera::distributed;
 using Clock = std::chrono::steady_clock;
@@ -337,23 +339,23 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(std::vector<std::string>{"vit_cifar", "fast", "vit_b16"}));
   app.add_option("--batch", o.batch, "Global batch, split over the ranks")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--threads", o.threads, "Threads per rank")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(examples::positive());
+  app.add_option("--threads", o.threads, "Threads per rank")->capture_default_str()->check(examples::positive());
   app.add_option("--warmup", o.warmup, "Untimed steps per mode first")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(examples::above(0.0, true));
   app.add_option("--steps", o.steps, "Timed steps per mode and round")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--rounds", o.rounds, "Rounds, each timing every mode in turn")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--repeats", o.repeats, "Repetitions of the allreduce-alone timing (10x that for the small one)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--bucket-mb", o.bucket_mb, "Gradient bucket size in MiB")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::above(0.0));
   app.add_option("--modes", o.modes, "comm (gradients averaged over the ranks) and/or skip (communication skipped); "
                                      "default both")
       ->check(CLI::IsMember(std::vector<std::string>{"comm", "skip"}));
@@ -361,8 +363,12 @@ int main(int argc, char** argv) {
   app.add_option("--json-out", o.json_out, "File to which rank 0 also appends the JSON line");
   app.add_option("--comm-timeout", o.timeout_s, "Seconds a rank waits for the others before giving up")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  CLI11_PARSE(app, argc, argv);
+      ->check(examples::above(0.0));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return examples::usage_exit(app, e);  // 2 for a usage error, as the examples (docs/training.md)
+  }
 
   const auto comm = dist::make_world_communicator(
       {.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000.0))});

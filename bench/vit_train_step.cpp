@@ -17,6 +17,8 @@
 #include <tessera/ops/attention.hpp>
 #include <tessera/train/step.hpp>
 
+#include "cli_checks.hpp"  // examples/cli_checks.hpp: the usage-error exit status of every program
+
 using namespace tessera;
 
 namespace {
@@ -73,13 +75,17 @@ int main(int argc, char** argv) {
   int64_t batch = 128;
   int warmup = 3, steps = 10;
   bool inference = false, composed = false;
-  app.add_option("--threads", threads, "Thread counts to time, one line each")->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "Images per step")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--steps", steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Thread counts to time, one line each")->check(examples::positive());
+  app.add_option("--batch", batch, "Images per step")->capture_default_str()->check(examples::positive());
+  app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str()->check(examples::above(0.0, true));
+  app.add_option("--steps", steps, "Timed steps")->capture_default_str()->check(examples::positive());
   app.add_flag("--inference", inference, "Time the forward pass only (eval mode, no graph)");
   app.add_flag("--composed-attention", composed, "Use the attention composed of ops instead of the fused kernel");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return examples::usage_exit(app, e);  // 2 for a usage error, as the examples (docs/training.md)
+  }
 
   std::cout << "tessera vit_cifar, " << (inference ? "inference" : "training step") << ", batch " << batch
             << (composed ? ", composed attention" : ", fused attention") << std::endl;
