@@ -58,8 +58,21 @@ inline void scatter_add(float* y, const float* g, int n, int stride) {
   for (int t = 0; t < n; ++t) y[t * step] += g[t];
 }
 
-// col (K, P) = the im2col matrix of one image x (C, H, W).
-inline void im2col(float* col, const float* x, const Conv2dSizes& s) {
+// One row (c, ky, kx) of the im2col matrix: where it starts in col, and the output rows and columns whose input pixel
+// lies inside the image.
+struct Im2colRow {
+  int c, ky, kx;
+  int64_t offset;  // ((c kh + ky) kw + kx) P
+  Inside rows, cols;
+  // Index in the image (C, H, W) of the input pixel of output pixel (y, cols.lo), y in [rows.lo, rows.hi).
+  int64_t first_input(int y, const Conv2dSizes& s) const {
+    return (int64_t{c} * s.H + y * s.stride_h - s.pad_h + ky) * s.W + cols.lo * s.stride_w - s.pad_w + kx;
+  }
+};
+
+// Calls visit(row) for each row of the im2col matrix in order; im2col and col2im_add walk it the same way.
+template <class Visit>
+inline void for_each_im2col_row(const Conv2dSizes& s, const Visit& visit) {
   const int Ho = s.Ho(), Wo = s.Wo();
   const int64_t P = int64_t{Ho} * Wo;
   for (int c = 0; c < s.C; ++c)
@@ -67,50 +80,52 @@ inline void im2col(float* col, const float* x, const Conv2dSizes& s) {
       const Inside rows = inside(ky, s.stride_h, s.pad_h, s.H, Ho);
       for (int kx = 0; kx < s.kw; ++kx) {
         const Inside cols = inside(kx, s.stride_w, s.pad_w, s.W, Wo);
-        float* dst = col + ((int64_t{c} * s.kh + ky) * s.kw + kx) * P;
-        std::fill(dst, dst + int64_t{rows.lo} * Wo, 0.0f);
-        for (int y = rows.lo; y < rows.hi; ++y) {
-          const float* src = x + (int64_t{c} * s.H + y * s.stride_h - s.pad_h + ky) * s.W;
-          float* d = dst + int64_t{y} * Wo;
-          std::fill(d, d + cols.lo, 0.0f);
-          const float* first = src + cols.lo * s.stride_w - s.pad_w + kx;
-          if (s.stride_w == 1)
-            std::memcpy(d + cols.lo, first, sizeof(float) * size_t(cols.hi - cols.lo));
-          else if (s.stride_w == 2)
-            gather<2>(d + cols.lo, first, cols.hi - cols.lo, 2);
-          else
-            gather<0>(d + cols.lo, first, cols.hi - cols.lo, s.stride_w);
-          std::fill(d + cols.hi, d + Wo, 0.0f);
-        }
-        std::fill(dst + int64_t{rows.hi} * Wo, dst + P, 0.0f);
+        visit(Im2colRow{c, ky, kx, ((int64_t{c} * s.kh + ky) * s.kw + kx) * P, rows, cols});
       }
     }
+}
+
+// col (K, P) = the im2col matrix of one image x (C, H, W).
+inline void im2col(float* col, const float* x, const Conv2dSizes& s) {
+  const int Wo = s.Wo();
+  const int64_t P = s.out_pixels();
+  for_each_im2col_row(s, [&](const Im2colRow& r) {
+    const Inside cols = r.cols;
+    float* dst = col + r.offset;
+    std::fill(dst, dst + int64_t{r.rows.lo} * Wo, 0.0f);
+    for (int y = r.rows.lo; y < r.rows.hi; ++y) {
+      float* d = dst + int64_t{y} * Wo;
+      std::fill(d, d + cols.lo, 0.0f);
+      const float* first = x + r.first_input(y, s);
+      if (s.stride_w == 1)
+        std::memcpy(d + cols.lo, first, sizeof(float) * size_t(cols.hi - cols.lo));
+      else if (s.stride_w == 2)
+        gather<2>(d + cols.lo, first, cols.hi - cols.lo, 2);
+      else
+        gather<0>(d + cols.lo, first, cols.hi - cols.lo, s.stride_w);
+      std::fill(d + cols.hi, d + Wo, 0.0f);
+    }
+    std::fill(dst + int64_t{r.rows.hi} * Wo, dst + P, 0.0f);
+  });
 }
 
 // dx (C, H, W) += the im2col matrix dcol (K, P) scattered back onto the pixels it was gathered from (col2im),
 // row by row of dcol: each pixel receives its terms in a fixed order.
 inline void col2im_add(float* dx, const float* dcol, const Conv2dSizes& s) {
-  const int Ho = s.Ho(), Wo = s.Wo();
-  const int64_t P = int64_t{Ho} * Wo;
-  for (int c = 0; c < s.C; ++c)
-    for (int ky = 0; ky < s.kh; ++ky) {
-      const Inside rows = inside(ky, s.stride_h, s.pad_h, s.H, Ho);
-      for (int kx = 0; kx < s.kw; ++kx) {
-        const Inside cols = inside(kx, s.stride_w, s.pad_w, s.W, Wo);
-        const float* src = dcol + ((int64_t{c} * s.kh + ky) * s.kw + kx) * P;
-        for (int y = rows.lo; y < rows.hi; ++y) {
-          float* row = dx + (int64_t{c} * s.H + y * s.stride_h - s.pad_h + ky) * s.W;
-          const float* g = src + int64_t{y} * Wo;
-          float* first = row + cols.lo * s.stride_w - s.pad_w + kx;
-          if (s.stride_w == 1)
-            scatter_add<1>(first, g + cols.lo, cols.hi - cols.lo, 1);
-          else if (s.stride_w == 2)
-            scatter_add<2>(first, g + cols.lo, cols.hi - cols.lo, 2);
-          else
-            scatter_add<0>(first, g + cols.lo, cols.hi - cols.lo, s.stride_w);
-        }
-      }
+  const int Wo = s.Wo();
+  for_each_im2col_row(s, [&](const Im2colRow& r) {
+    const Inside cols = r.cols;
+    for (int y = r.rows.lo; y < r.rows.hi; ++y) {
+      const float* g = dcol + r.offset + int64_t{y} * Wo;
+      float* first = dx + r.first_input(y, s);
+      if (s.stride_w == 1)
+        scatter_add<1>(first, g + cols.lo, cols.hi - cols.lo, 1);
+      else if (s.stride_w == 2)
+        scatter_add<2>(first, g + cols.lo, cols.hi - cols.lo, 2);
+      else
+        scatter_add<0>(first, g + cols.lo, cols.hi - cols.lo, s.stride_w);
     }
+  });
 }
 
 // Runs task(u, buffer) for u in [0, count). With enough units for every thread to take two, the units are shared
