@@ -307,6 +307,32 @@ struct SafetensorsEntry {
 
 namespace detail {
 
+// Hands convert_all a loader of element i, as its stored type, when dtype is BOOL or an integer of at most 32 bits
+// (every value of which int64 and double hold exactly), and returns true; returns false for any other dtype.
+template <class ConvertAll>
+bool convert_narrow_integers(Dtype dtype, const std::byte* in, const ConvertAll& convert_all) {
+  switch (dtype) {
+    case Dtype::BOOL: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i) != 0 ? 1 : 0; }); return true;
+    case Dtype::U8: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i); }); return true;
+    case Dtype::I8: convert_all([&](int64_t i) { return load_element<int8_t>(in, i); }); return true;
+    case Dtype::I16: convert_all([&](int64_t i) { return load_element<int16_t>(in, i); }); return true;
+    case Dtype::U16: convert_all([&](int64_t i) { return load_element<uint16_t>(in, i); }); return true;
+    case Dtype::I32: convert_all([&](int64_t i) { return load_element<int32_t>(in, i); }); return true;
+    case Dtype::U32: convert_all([&](int64_t i) { return load_element<uint32_t>(in, i); }); return true;
+    default: return false;
+  }
+}
+
+// out = the n elements stored as Stored: copied as they are when Stored is T, else converted one by one.
+template <class Stored, class T, class ConvertAll>
+void copy_or_convert(T* out, const std::byte* in, int64_t n, const ConvertAll& convert_all) {
+  if constexpr (std::is_same_v<T, Stored>) {
+    if (n) std::memcpy(out, in, static_cast<size_t>(n) * sizeof(T));
+  } else {
+    convert_all([&](int64_t i) { return load_element<Stored>(in, i); });
+  }
+}
+
 // Converts `n` stored elements to T (float or double). `context` prefixes error messages.
 template <class T>
 void convert_to_floating(const TensorBytes& source, T* out, IntegerDtypes integers, const std::string& context) {
@@ -318,32 +344,15 @@ void convert_to_floating(const TensorBytes& source, T* out, IntegerDtypes intege
   auto convert_all = [&](auto load) {
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(load(i));
   };
+  if (convert_narrow_integers(dtype, in, convert_all)) return;
   switch (dtype) {
-    case Dtype::F32:
-      if constexpr (std::is_same_v<T, float>) {
-        if (n) std::memcpy(out, in, static_cast<size_t>(n) * sizeof(float));
-      } else {
-        convert_all([&](int64_t i) { return load_element<float>(in, i); });
-      }
-      break;
-    case Dtype::F64:
-      if constexpr (std::is_same_v<T, double>) {
-        if (n) std::memcpy(out, in, static_cast<size_t>(n) * sizeof(double));
-      } else {
-        convert_all([&](int64_t i) { return load_element<double>(in, i); });
-      }
-      break;
+    case Dtype::F32: copy_or_convert<float>(out, in, n, convert_all); break;
+    case Dtype::F64: copy_or_convert<double>(out, in, n, convert_all); break;
     case Dtype::F16: convert_all([&](int64_t i) { return half_to_float(load_element<uint16_t>(in, i)); }); break;
     case Dtype::BF16: convert_all([&](int64_t i) { return bfloat16_to_float(load_element<uint16_t>(in, i)); }); break;
-    case Dtype::BOOL: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i) != 0 ? 1 : 0; }); break;
-    case Dtype::U8: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i); }); break;
-    case Dtype::I8: convert_all([&](int64_t i) { return load_element<int8_t>(in, i); }); break;
-    case Dtype::I16: convert_all([&](int64_t i) { return load_element<int16_t>(in, i); }); break;
-    case Dtype::U16: convert_all([&](int64_t i) { return load_element<uint16_t>(in, i); }); break;
-    case Dtype::I32: convert_all([&](int64_t i) { return load_element<int32_t>(in, i); }); break;
-    case Dtype::U32: convert_all([&](int64_t i) { return load_element<uint32_t>(in, i); }); break;
     case Dtype::I64: convert_all([&](int64_t i) { return load_element<int64_t>(in, i); }); break;
     case Dtype::U64: convert_all([&](int64_t i) { return load_element<uint64_t>(in, i); }); break;
+    default: break;  // the narrow integers, converted above
   }
 }
 
@@ -364,6 +373,7 @@ inline std::vector<int64_t> to_int64s(const TensorBytes& source, const std::stri
   auto convert_all = [&](auto load) {
     for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<int64_t>(load(i));
   };
+  if (convert_narrow_integers(source.dtype(), in, convert_all)) return out;
   switch (source.dtype()) {
     case Dtype::I64:
       if (n) std::memcpy(out.data(), in, static_cast<size_t>(n) * sizeof(int64_t));
@@ -376,13 +386,6 @@ inline std::vector<int64_t> to_int64s(const TensorBytes& source, const std::stri
         out[static_cast<size_t>(i)] = static_cast<int64_t>(value);
       }
       break;
-    case Dtype::BOOL: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i) != 0 ? 1 : 0; }); break;
-    case Dtype::U8: convert_all([&](int64_t i) { return load_element<uint8_t>(in, i); }); break;
-    case Dtype::I8: convert_all([&](int64_t i) { return load_element<int8_t>(in, i); }); break;
-    case Dtype::I16: convert_all([&](int64_t i) { return load_element<int16_t>(in, i); }); break;
-    case Dtype::U16: convert_all([&](int64_t i) { return load_element<uint16_t>(in, i); }); break;
-    case Dtype::I32: convert_all([&](int64_t i) { return load_element<int32_t>(in, i); }); break;
-    case Dtype::U32: convert_all([&](int64_t i) { return load_element<uint32_t>(in, i); }); break;
     default:
       ::tessera::detail::fail(context, " has floating dtype ", source.dtype(),
                               ", not an integer dtype; read it with tensor<float> or tensor<double>");
