@@ -2,6 +2,8 @@
 // unit that includes it. STB_IMAGE_STATIC gives every function internal linkage, so many translation units link.
 #pragma once
 
+#include "tessera/data/stb_warnings.hpp"
+
 // stb_image's header part has an include guard but its implementation part has none, and an earlier plain
 // include would have declared the functions extern. So tessera must be the first to include <stb_image.h> in a
 // translation unit; code that needs stb_image itself can include it after tessera and use the same static copy.
@@ -67,34 +69,9 @@ inline void stbi_free(void* block) { std::free(block); }
   ::tessera::data::detail::stbi_zeroed_realloc(block, old_size, new_size)
 #define STBI_FREE(block) ::tessera::data::detail::stbi_free(block)
 
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Weverything"
-#elif defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wsign-conversion"
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wcast-qual"
-#pragma GCC diagnostic ignored "-Wdouble-promotion"
-#pragma GCC diagnostic ignored "-Wuseless-cast"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#endif
-
+TESSERA_STB_WARNINGS_OFF
 #include <stb_image.h>
-
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#elif defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+TESSERA_STB_WARNINGS_RESTORE
 
 #undef STB_IMAGE_IMPLEMENTATION
 
