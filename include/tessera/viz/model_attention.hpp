@@ -24,6 +24,42 @@
 
 namespace tessera::viz {
 
+namespace detail {
+
+// The input a model runs on: (batch >= 1, in_chans, img_size, img_size).
+template <class T>
+void check_model_input(const nn::ViTConfig& c, const Tensor<T>& input, const char* op) {
+  TESSERA_CHECK(input.defined() && input.rank() == 4 && input.size(0) > 0 && input.size(1) == c.in_chans &&
+                    input.size(2) == c.img_size && input.size(3) == c.img_size,
+                op, ": the input must be (batch, ", c.in_chans, ", ", c.img_size, ", ", c.img_size,
+                ") for this model, got shape ", input.defined() ? input.shape().str() : std::string("undefined"));
+}
+
+template <class T>
+void check_layer_head(const nn::VisionTransformer<T>& model, int64_t layer, int64_t head, const char* op) {
+  TESSERA_CHECK(layer >= 0 && layer < model.config().depth, op, ": layer ", layer, " is out of range for a model of ",
+                model.config().depth, " blocks");
+  TESSERA_CHECK(head >= 0 && head < model.config().num_heads, op, ": head ", head, " is out of range for ",
+                model.config().num_heads, " heads");
+}
+
+inline void check_class_token(const nn::ViTConfig& config, const char* op) {
+  TESSERA_CHECK(config.class_token, op, ": the model has no class token (class_token = false, global_pool \"",
+                config.global_pool, "\"); attention_map, mean_attention_map and attention_rollout read what its head "
+                "reads (attention_query)");
+}
+
+template <class T>
+Tensor<T> image_input(const data::Image& image, const data::Compose& preprocess) {
+  Generator generator(0);  // for random steps, which an evaluation pipeline should not have
+  const data::FloatImage x = preprocess(image, generator);
+  Tensor<T> input(Shape{1, x.channels, x.height, x.width});
+  for (int64_t i = 0; i < x.numel(); ++i) input.data()[i] = static_cast<T>(x.values[static_cast<size_t>(i)]);
+  return input;
+}
+
+}  // namespace detail
+
 // Runs `model` on `input` (B, in_chans, img_size, img_size) in eval mode without recording gradients and returns
 // each block's attention probabilities, (B, num_heads, N, N) per block in order — the forward's own values. The
 // model's training mode and each block's keep-attention setting are restored afterwards (a block that was keeping
@@ -31,10 +67,7 @@ namespace tessera::viz {
 template <class T>
 std::vector<Tensor<T>> record_attention(nn::VisionTransformer<T>& model, const Tensor<T>& input) {
   const nn::ViTConfig& c = model.config();
-  TESSERA_CHECK(input.defined() && input.rank() == 4 && input.size(0) > 0 && input.size(1) == c.in_chans &&
-                    input.size(2) == c.img_size && input.size(3) == c.img_size,
-                "record_attention: the input must be (batch, ", c.in_chans, ", ", c.img_size, ", ", c.img_size,
-                ") for this model, got shape ", input.defined() ? input.shape().str() : std::string("undefined"));
+  detail::check_model_input(c, input, "record_attention");
   struct Restore {
     nn::VisionTransformer<T>& model;
     bool training;
@@ -62,39 +95,8 @@ std::vector<Tensor<T>> record_attention(nn::VisionTransformer<T>& model, const T
 template <class T>
 std::vector<Tensor<T>> record_attention(nn::VisionTransformer<T>& model, const data::Image& image,
                                         const data::Compose& preprocess) {
-  Generator generator(0);  // for random steps, which an evaluation pipeline should not have
-  const data::FloatImage x = preprocess(image, generator);
-  Tensor<T> input(Shape{1, x.channels, x.height, x.width});
-  for (int64_t i = 0; i < x.numel(); ++i) input.data()[i] = static_cast<T>(x.values[static_cast<size_t>(i)]);
-  return record_attention(model, input);
+  return record_attention(model, detail::image_input<T>(image, preprocess));
 }
-
-namespace detail {
-
-template <class T>
-void check_layer_head(const nn::VisionTransformer<T>& model, int64_t layer, int64_t head, const char* op) {
-  TESSERA_CHECK(layer >= 0 && layer < model.config().depth, op, ": layer ", layer, " is out of range for a model of ",
-                model.config().depth, " blocks");
-  TESSERA_CHECK(head >= 0 && head < model.config().num_heads, op, ": head ", head, " is out of range for ",
-                model.config().num_heads, " heads");
-}
-
-inline void check_class_token(const nn::ViTConfig& config, const char* op) {
-  TESSERA_CHECK(config.class_token, op, ": the model has no class token (class_token = false, global_pool \"",
-                config.global_pool, "\"); attention_map, mean_attention_map and attention_rollout read what its head "
-                "reads (attention_query)");
-}
-
-template <class T>
-Tensor<T> image_input(const data::Image& image, const data::Compose& preprocess) {
-  Generator generator(0);  // for random steps, which an evaluation pipeline should not have
-  const data::FloatImage x = preprocess(image, generator);
-  Tensor<T> input(Shape{1, x.channels, x.height, x.width});
-  for (int64_t i = 0; i < x.numel(); ++i) input.data()[i] = static_cast<T>(x.values[static_cast<size_t>(i)]);
-  return input;
-}
-
-}  // namespace detail
 
 // The query of what the head of a model with `config` reads: the class token's row for global_pool "token"; the
 // plain mean of the patch rows after config.num_prefix_tokens() prefix tokens for "avg" (the mean attention each
@@ -113,10 +115,7 @@ template <class T>
 AttentionQuery attention_query(nn::VisionTransformer<T>& model, const Tensor<T>& input) {
   const nn::ViTConfig& c = model.config();
   if (c.global_pool != "seqpool") return attention_query(c);
-  TESSERA_CHECK(input.defined() && input.rank() == 4 && input.size(0) > 0 && input.size(1) == c.in_chans &&
-                    input.size(2) == c.img_size && input.size(3) == c.img_size,
-                "attention_query: the input must be (batch, ", c.in_chans, ", ", c.img_size, ", ", c.img_size,
-                ") for this model, got shape ", input.defined() ? input.shape().str() : std::string("undefined"));
+  detail::check_model_input(c, input, "attention_query");
   struct Restore {
     nn::VisionTransformer<T>& model;
     bool training;
