@@ -1,5 +1,6 @@
 // Image (uint8, height x width x channels, interleaved HWC), FloatImage (float, planar CHW), and decode_image,
-// which reads PNG, JPEG and BMP through stb_image after checking what stb does not (a pixel cap, JPEG Huffman tables).
+// which reads JPEG through libjpeg where tessera is built with it (TESSERA_HAVE_LIBJPEG), and PNG, BMP (and JPEG
+// otherwise) through stb_image after checking what stb does not (a pixel cap, JPEG Huffman tables, PNG chunks).
 #pragma once
 
 #include <algorithm>
@@ -12,9 +13,11 @@
 #include <limits>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/data/libjpeg.hpp"
 #include "tessera/data/stb.hpp"
 
 namespace tessera::data {
@@ -114,10 +117,10 @@ inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path, c
 inline constexpr int64_t kDefaultMaxImagePixels = int64_t{4096} * 4096;
 
 struct DecodeOptions {
-  // Channels of the decoded image: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (stb_image converts).
+  // Channels of the decoded image: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (converted as stb_image converts).
   int channels = 3;
   // The largest width x height accepted; raise it for large photos (memory: width x height x channels bytes,
-  // plus stb_image's working buffers).
+  // plus the decoder's working buffers).
   int64_t max_pixels = kDefaultMaxImagePixels;
 };
 
@@ -250,12 +253,25 @@ inline std::string check_bmp_size(const uint8_t* bytes, size_t size) {
          " bits need " + need + " bytes of rows, but the file has " + std::to_string(size);
 }
 
+// Whether stb_image would take the bytes for a JPEG: 0xFF, any number of fill bytes 0xFF, then 0xD8 (SOI). Where
+// tessera has libjpeg, every such file goes to libjpeg, so stb never decodes a JPEG (libjpeg itself requires 0xFF
+// 0xD8 at the start and refuses the fill bytes).
+inline bool stb_reads_as_jpeg(const uint8_t* bytes, size_t size) {
+  size_t pos = 0;
+  if (size == 0 || bytes[pos++] != 0xFF) return false;
+  while (pos < size && bytes[pos] == 0xFF) ++pos;
+  return pos < size && bytes[pos] == 0xD8;
+}
+
 }  // namespace detail
 
-// Decodes an encoded PNG, JPEG or BMP held in memory. `name` (usually the file) goes into error messages. Before
-// stb_image sees the bytes, a JPEG's Huffman tables, a PNG's chunk lengths and a BMP's row bytes are checked
-// (detail::check_*); before it decodes, the declared size is checked against options.max_pixels; while it decodes,
-// its allocations are zeroed and bounded by what the declared size needs (data/stb.hpp, docs/reliability.md).
+// Decodes an encoded PNG, JPEG or BMP held in memory. `name` (usually the file) goes into error messages. A JPEG's
+// Huffman tables are checked first (detail::check_jpeg_huffman_tables). Where tessera is built with libjpeg
+// (TESSERA_HAVE_LIBJPEG), a JPEG is then decoded by libjpeg (data/libjpeg.hpp: the same pixel cap, checked on the
+// declared size before decoding; corrupt data refused). Otherwise, and for PNG and BMP, a PNG's chunk lengths and a
+// BMP's row bytes are checked (detail::check_*) before stb_image sees the bytes; before it decodes, the declared size
+// is checked against options.max_pixels; while it decodes, its allocations are zeroed and bounded by what the
+// declared size needs (data/stb.hpp, docs/reliability.md).
 inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, const DecodeOptions& options) {
   TESSERA_CHECK(options.channels >= 1 && options.channels <= 4, "decode_image: channels must be 1 to 4, got ",
                 options.channels, " (decoding '", name, "')");
@@ -264,8 +280,22 @@ inline Image decode_image(const uint8_t* bytes, size_t size, const std::string& 
   TESSERA_CHECK(size <= static_cast<size_t>(INT_MAX), "decode_image: '", name, "' is too large (", size,
                 " bytes)");
   // The Huffman tables first: stbi_info_from_memory already reads them (they may come before the frame header).
+  // libjpeg refuses such tables too; checking them for it as well keeps one message for one fault.
   const std::string bad_tables = detail::check_jpeg_huffman_tables(bytes, size);
   TESSERA_CHECK(bad_tables.empty(), "decode_image: '", name, "' is a corrupt JPEG: ", bad_tables);
+#ifdef TESSERA_HAVE_LIBJPEG
+  // stb 2.27's JPEG decoder has an open finding (an undefined shift on corrupt data, docs/reliability.md).
+  if (detail::stb_reads_as_jpeg(bytes, size)) {
+    detail::DecodedJpeg jpeg =
+        detail::decode_jpeg_with_libjpeg(bytes, size, name, options.channels, options.max_pixels);
+    Image image;
+    image.height = jpeg.height;
+    image.width = jpeg.width;
+    image.channels = options.channels;
+    image.pixels = std::move(jpeg.pixels);
+    return image;
+  }
+#endif
   const std::string bad_chunks = detail::check_png_chunks(bytes, size);
   TESSERA_CHECK(bad_chunks.empty(), "decode_image: '", name, "' is a corrupt PNG: ", bad_chunks);
   const std::string short_rows = detail::check_bmp_size(bytes, size);

@@ -1,5 +1,5 @@
 // ImageFolder: a dataset read from root/<class>/*.{png,jpg,jpeg,bmp} (class names sorted, as torchvision's
-// ImageFolder), decoded with stb_image either all at once on several threads (eager) or on each get (lazy).
+// ImageFolder), decoded by decode_image either all at once on several threads (eager) or on each get (lazy).
 #pragma once
 
 #include <algorithm>
@@ -22,7 +22,7 @@
 namespace tessera::data {
 
 struct ImageFolderOptions {
-  // Channels of every decoded image (stb_image converts): 3 gives RGB.
+  // Channels of every decoded image (decode_image converts): 3 gives RGB.
   int channels = 3;
   // Decode every image in the constructor (fastest for small images such as CIFAR's 32x32; 50,000 of them take
   // 150 MB). When false, get() reads and decodes the file, so DataLoader workers decode in the background.
