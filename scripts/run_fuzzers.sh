@@ -12,7 +12,8 @@
 # inputs, within the time given: with FUZZ_SEED and an empty build corpus a run then tries the same inputs on every
 # machine, which is how CI runs it).
 # Inputs the fuzzer finds go to <build dir>/corpus/<target>/, never into the committed seeds; a later run goes on from
-# them. Needs clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes), libomp-14-dev for OpenMP.
+# them. Needs clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes), libomp-14-dev for OpenMP and
+# libjpeg62-turbo-dev (the image target decodes JPEG with libjpeg: tests/fuzz/CMakeLists.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 # Builds and runs an outside consumer of tessera, on a machine that might as well lack Eigen (every configure
 # runs with CMAKE_DISABLE_FIND_PACKAGE_Eigen3):
 #   cmake -DMODE=find_package|find_package_core|add_subdirectory -DSOURCE_DIR=... -DWORK_DIR=... -P check_consumer.cmake
-# find_package_core asks the installed package for tessera::core alone, with nlohmann_json and Threads
+# find_package_core asks the installed package for tessera::core alone, with nlohmann_json, Threads and JPEG
 # disabled too: that component needs nothing but OpenMP.
 function(run_step)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE result OUTPUT_VARIABLE output ERROR_VARIABLE output)
@@ -18,7 +18,7 @@ if(MODE MATCHES "^find_package")
   set(consumer_options -DCORE_ONLY=OFF)
   if(MODE STREQUAL "find_package_core")
     set(consumer_options -DCORE_ONLY=ON -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON
-                         -DCMAKE_DISABLE_FIND_PACKAGE_Threads=ON)
+                         -DCMAKE_DISABLE_FIND_PACKAGE_Threads=ON -DCMAKE_DISABLE_FIND_PACKAGE_JPEG=ON)
   elseif(NOT MODE STREQUAL "find_package")
     message(FATAL_ERROR "MODE must be find_package, find_package_core or add_subdirectory")
   endif()
