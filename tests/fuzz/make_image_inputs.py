@@ -4,6 +4,7 @@
 Pillow, and the crash inputs of issue 17. Each is kept as hex text, `<name>.hex` (no image files in the repository):
 tests/hardening_test.cpp and scripts/run_fuzzers.sh turn them back into bytes.
 Usage: python3 tests/fuzz/make_image_inputs.py tests/fuzz"""
+import base64
 import io
 import struct
 import sys
@@ -107,6 +108,18 @@ def main(root):
     bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)) +
             chunk(b"IDAT", zlib.compress(bytes(20_000_000), 9)) + chunk(b"IEND", b""))
     write_hex(regressions / "png_zlib_bomb.png", bomb)
+    # Found by the fuzz_image_decode campaign: a 507-byte JPEG (mutated from the rgb_8x8_baseline.jpg seed, whose
+    # quantisation table and first scan bytes it shares) on which stb 2.27 shifts by 38 bits (UBSan, in
+    # stbi__grow_buffer_unsafe). These are its bytes, libFuzzer's artifact. Only builds with libjpeg replay it
+    # (docs/reliability.md).
+    write_hex(regressions / "jpeg_stb_shift.jpg", base64.b64decode(
+        "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAx"
+        "NDQ0Hyc5PTgyPC4zNDL/wAALCAAIADIBAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUF"
+        "BAQAAAF9AQIDAAQRBRIhMUEGE3EiB1FhFDGBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0T/2AIxAAAYEQAC"
+        "AAABESMx/9QAAAAAAAAAAAABESEx/9TEAAIDAQARITH/1AAIAWFD/9mmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT19XW19jZ2uHi"
+        "4+Tl5ufo6erx8vP09fb3+Pn6/9oACAEBAAA/AM3TM20GLSLl30vUQPJf/iVYpz8p/wBu////////////////////////////////"
+        "/////////7//////////////////////////////////////////////////AABhMAADmxT/////////////////////////////"
+        "/////////wAC/////////////////////////wAAAAAAAP/////////////////////////////Z"))
 
 
 if __name__ == "__main__":
