@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -332,7 +334,7 @@ TEST_CASE("decode_image with libjpeg: corrupt, truncated and oversized JPEGs end
   const std::vector<uint8_t> no_end(jpeg.begin(), jpeg.end() - 2);
   test::check_error([&] { decode_jpeg(no_end, "no_end.jpg"); }, {"'no_end.jpg' is a corrupt JPEG (libjpeg: "});
 
-  // A size within the cap whose data stops after the first 8x8 pixels: refused, not 64x64 pixels of mostly grey.
+  // 64x64 declared, within the cap, but data for the original 8x8 pixels only: refused, not mostly grey pixels.
   test::check_error([&] { decode_jpeg(with_declared_size(jpeg, 0xC0, 64, 64), "short.jpg"); },
                     {"'short.jpg' is a corrupt JPEG (libjpeg: ", "refused"});
   // A progressive JPEG declaring a size over the cap: refused on the declared size. libjpeg reads a progressive file

@@ -215,8 +215,8 @@ inline DecodedJpeg decode_jpeg_with_libjpeg(const uint8_t* bytes, size_t size, c
                   "' is a corrupt JPEG (libjpeg: ", libjpeg_says,
                   "): refused rather than decoded with the unreadable part filled in grey");
     TESSERA_CHECK(decode.errors.failure != JpegFailure::too_many_scans, "decode_image: '", name,
-                  "' is a progressive JPEG of ", libjpeg_says, ", more than tessera accepts (each scan costs a pass "
-                  "over the whole image)");
+                  "' is a progressive JPEG of ", libjpeg_says, " (tessera's limit: each scan costs a pass over the "
+                  "whole image)");
     ::tessera::detail::fail("decode_image: cannot decode '", name, "' as JPEG (libjpeg: ", libjpeg_says, ")");
   }
   return DecodedJpeg{decode.height, decode.width, std::move(decode.pixels)};
