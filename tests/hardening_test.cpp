@@ -351,6 +351,21 @@ TEST_CASE("decode_image with libjpeg: corrupt, truncated and oversized JPEGs end
   test::check_error([&] { (void)data::decode_image(larger.data(), larger.size(), "larger.jpg", {.max_pixels = 4096}); },
                     {"'larger.jpg' is a corrupt JPEG (libjpeg: "});
 }
+
+TEST_CASE("decode_image with libjpeg: an unknown JFIF revision is let pass (it says nothing of the pixels)") {
+  const std::vector<uint8_t> jpeg = read_bytes(kFuzzDir / "corpus" / "image_decode" / "rgb_8x8_baseline.jpg.hex");
+  const data::Image intact = data::decode_image(jpeg.data(), jpeg.size(), "intact.jpg");
+  // APP0: 0xFF 0xE0, length (2), "JFIF\0", major and minor version. Revision 2.01 only draws libjpeg's warning
+  // "unknown JFIF revision number", which says nothing of the pixels.
+  std::vector<uint8_t> revision_2 = jpeg;
+  const size_t app0 = jpeg_segment(revision_2, 0xE0);
+  REQUIRE(std::memcmp(&revision_2[app0 + 4], "JFIF", 5) == 0);
+  revision_2[app0 + 9] = 2;
+  const data::Image decoded = data::decode_image(revision_2.data(), revision_2.size(), "revision_2.jpg");
+  CHECK(decoded.width == intact.width);
+  CHECK(decoded.height == intact.height);
+  CHECK(decoded.pixels == intact.pixels);
+}
 #endif  // TESSERA_HAVE_LIBJPEG
 
 TEST_CASE("a file given where a data folder is expected: 'is a file, not a folder'") {

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include <jpeglib.h>
+// After jpeglib.h, which it needs: the message codes (J_MESSAGE_CODE).
+#include <jerror.h>
 
 #include "tessera/core/error.hpp"
 
@@ -47,9 +49,11 @@ inline JpegErrorManager& jpeg_errors_of(j_common_ptr info) { return *reinterpret
 
 // libjpeg's messages. Level -1 is a warning about corrupt data (data cut short, a bad Huffman code, bytes between
 // segments, a missing end marker), after which libjpeg would go on and return the unreadable part as grey: tessera
-// refuses the file instead of returning a picture that is partly made up. Other levels are traces: dropped.
+// refuses the file instead of returning a picture that is partly made up. The one warning that says nothing of the
+// pixels, an unknown JFIF revision number (JWRN_JFIF_MAJOR, from the APP0 segment), is let pass, as stb_image passes
+// it. Other levels are traces: dropped.
 inline void jpeg_emit_message(j_common_ptr info, int level) {
-  if (level >= 0) return;
+  if (level >= 0 || info->err->msg_code == JWRN_JFIF_MAJOR) return;
   JpegErrorManager& errors = jpeg_errors_of(info);
   errors.failure = JpegFailure::corrupt_data;
   (*info->err->format_message)(info, errors.message);
