@@ -269,6 +269,53 @@ void decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   (void)data::decode_image(bytes.data(), bytes.size(), name);
 }
 
+// A 16x16 grey progressive JPEG of `scans` scans (at most 704), written by libjpeg's encoder with a scan script of
+// successive approximation: the DC coefficient in 11 scans (point transform 10 down to 0), then each AC coefficient
+// k = 1, 2, ... alone in 11 scans, as far as `scans` reaches. Every scan is legal, so only the scan limit can refuse
+// the file.
+std::vector<uint8_t> progressive_jpeg(int scans) {
+  jpeg_compress_struct info{};
+  jpeg_error_mgr errors{};
+  info.err = jpeg_std_error(&errors);
+  jpeg_create_compress(&info);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&info, &buffer, &size);
+  info.image_width = 16;
+  info.image_height = 16;
+  info.input_components = 1;
+  info.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&info);
+  std::vector<jpeg_scan_info> script;
+  const auto add_coefficient = [&](int k) {  // first scan at point transform 10, then refinements down to 0
+    for (int al = 10; al >= 0 && static_cast<int>(script.size()) < scans; --al) {
+      jpeg_scan_info scan{};
+      scan.comps_in_scan = 1;
+      scan.Ss = k;
+      scan.Se = k;
+      scan.Ah = al == 10 ? 0 : al + 1;
+      scan.Al = al;
+      script.push_back(scan);
+    }
+  };
+  for (int k = 0; k <= 63 && static_cast<int>(script.size()) < scans; ++k) add_coefficient(k);
+  REQUIRE(static_cast<int>(script.size()) == scans);
+  info.scan_info = script.data();
+  info.num_scans = scans;
+  jpeg_start_compress(&info, TRUE);
+  uint8_t row[16];
+  for (int y = 0; y < 16; ++y) {
+    for (int x = 0; x < 16; ++x) row[x] = static_cast<uint8_t>(x * 13 + y * 7);
+    JSAMPROW rows[1] = {row};
+    jpeg_write_scanlines(&info, rows, 1);
+  }
+  jpeg_finish_compress(&info);
+  std::vector<uint8_t> jpeg(buffer, buffer + size);
+  std::free(buffer);
+  jpeg_destroy_compress(&info);
+  return jpeg;
+}
+
 }  // namespace
 
 // Two decoders derived from the IJG's: the integer IDCT, the chroma upsampling and the YCbCr conversion round
@@ -350,6 +397,25 @@ TEST_CASE("decode_image with libjpeg: corrupt, truncated and oversized JPEGs end
   const std::vector<uint8_t> larger = with_declared_size(progressive, 0xC2, 64, 64);
   test::check_error([&] { (void)data::decode_image(larger.data(), larger.size(), "larger.jpg", {.max_pixels = 4096}); },
                     {"'larger.jpg' is a corrupt JPEG (libjpeg: "});
+}
+
+TEST_CASE("decode_image with libjpeg: a progressive JPEG of 500 scans decodes, one of 501 is refused") {
+  const std::vector<uint8_t> at_limit = progressive_jpeg(data::detail::kMaxJpegScans);
+  const data::Image decoded = data::decode_image(at_limit.data(), at_limit.size(), "500_scans.jpg", 1);
+  CHECK(decoded.width == 16);
+  CHECK(decoded.height == 16);
+  int width = 0, height = 0, file_channels = 0;  // stb_image, which has no scan limit, decodes the same pixels
+  stbi_uc* theirs = stbi_load_from_memory(at_limit.data(), static_cast<int>(at_limit.size()), &width, &height,
+                                          &file_channels, 1);
+  REQUIRE(theirs != nullptr);
+  REQUIRE(width * height == 256);
+  int worst = 0;
+  for (size_t i = 0; i < 256; ++i) worst = std::max(worst, std::abs(int{decoded.pixels[i]} - int{theirs[i]}));
+  stbi_image_free(theirs);
+  CHECK(worst <= 4);
+  const std::vector<uint8_t> over = progressive_jpeg(data::detail::kMaxJpegScans + 1);
+  test::check_error([&] { decode_jpeg(over, "501_scans.jpg"); },
+                    {"'501_scans.jpg' is a progressive JPEG of more than 500 scans"});
 }
 
 TEST_CASE("decode_image with libjpeg: an unknown JFIF revision is let pass (it says nothing of the pixels)") {
