@@ -181,7 +181,10 @@ inline void tile_kernel(const SmallGemm& g, int i0, int j0, int n_store) {
       for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(ar, bv[v], acc[r][v]);
     }
   }
+  // g's fields are read into locals first: a vector store may alias anything (the intrinsics store through a
+  // may_alias type), so g.accumulate read after one would be reloaded and tested again after every store.
   const V alpha = V::broadcast(g.alpha);
+  const bool accumulate = g.accumulate;
   float* c = g.c + i0 * ldc + j0;
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -191,10 +194,10 @@ inline void tile_kernel(const SmallGemm& g, int i0, int j0, int n_store) {
       float* cr = c + r * ldc + col;
       V x = acc[r][v] * alpha;
       if (n_store - col >= w) {
-        if (g.accumulate) x = x + V::load(cr);
+        if (accumulate) x = x + V::load(cr);
         x.store(cr);
       } else if (n_store > col) {
-        if (g.accumulate) x = x + V::load_partial(cr, n_store - col, 0.0f);
+        if (accumulate) x = x + V::load_partial(cr, n_store - col, 0.0f);
         x.store_partial(cr, n_store - col);
       }
     }
