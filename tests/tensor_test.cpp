@@ -2,6 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <sstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#include <sys/resource.h>
+#endif
 #include <tessera/tessera.hpp>
 
 using tessera::Shape;
@@ -65,3 +69,35 @@ TEST_CASE("printing shows values and shape") {
   big << Tensor<float>::zeros({100});
   CHECK(big.str().find("...") != std::string::npos);
 }
+
+#if defined(__GLIBC__)
+namespace {
+// Page faults of allocating a 16-MB tensor, writing every element and freeing it (the second of two rounds).
+long faults_of_a_reused_16_mb_tensor() {
+  const auto minor_faults = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_minflt;
+  };
+  long faults = 0;
+  for (int round = 0; round < 2; ++round) {
+    const long before = minor_faults();
+    {
+      Tensor<float> t = Tensor<float>::full({4 << 20}, 1.0f);
+      CHECK(t.data()[(4 << 20) - 1] == 1.0f);
+    }
+    faults = minor_faults() - before;
+  }
+  return faults;
+}
+}  // namespace
+
+TEST_CASE("keep_freed_memory_for_reuse: a freed large tensor's pages are reused instead of faulted in again") {
+  constexpr long pages = (16 << 20) / 4096;
+  // glibc with a fixed small mmap threshold: every 16-MB block is a fresh mapping, every page faults again.
+  REQUIRE(mallopt(M_MMAP_THRESHOLD, 128 << 10) == 1);
+  CHECK(faults_of_a_reused_16_mb_tensor() > pages / 2);
+  REQUIRE(tessera::keep_freed_memory_for_reuse());
+  CHECK(faults_of_a_reused_16_mb_tensor() < pages / 10);
+}
+#endif

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tessera/core/error.hpp"
+#include "tessera/core/memory_reuse.hpp"
 #include "tessera/core/rng.hpp"
 #include "tessera/core/shape.hpp"
 #include "tessera/core/storage.hpp"

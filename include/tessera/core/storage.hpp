@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -24,11 +25,16 @@ class AlignedBuffer {
     TESSERA_CHECK(static_cast<uint64_t>(size) <= (std::numeric_limits<size_t>::max() - kStorageAlignment) / sizeof(T),
                   "AlignedBuffer: ", size, " elements of ", sizeof(T), " bytes exceed the address space");
     const size_t bytes = round_up(static_cast<size_t>(size_) * sizeof(T));
-    data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{kStorageAlignment}));
+    // C's aligned_alloc rather than the aligned operator new: in a test with GCC 12's libstdc++ and glibc 2.36, a
+    // 16-MB block freed by the aligned operator delete was not handed out again for the next block of that size (a
+    // training step's activations), so each step faulted fresh pages in, while aligned_alloc's blocks were reused
+    // (tests/tensor_test.cpp checks the reuse).
+    data_ = static_cast<T*>(std::aligned_alloc(kStorageAlignment, bytes));
+    if (data_ == nullptr) throw std::bad_alloc();
     if (init == Init::zeros) std::memset(static_cast<void*>(data_), 0, bytes);
   }
   ~AlignedBuffer() {
-    if (data_) ::operator delete(static_cast<void*>(data_), std::align_val_t{kStorageAlignment});
+    std::free(static_cast<void*>(data_));
   }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
