@@ -1,6 +1,7 @@
 // AlignedBuffer: a 64-byte aligned block of elements that tensors share, zero-initialised unless asked not to be.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -24,7 +25,8 @@ class AlignedBuffer {
     if (size_ == 0) return;
     TESSERA_CHECK(static_cast<uint64_t>(size) <= (std::numeric_limits<size_t>::max() - kStorageAlignment) / sizeof(T),
                   "AlignedBuffer: ", size, " elements of ", sizeof(T), " bytes exceed the address space");
-    const size_t bytes = round_up(static_cast<size_t>(size_) * sizeof(T));
+    // at least one block: aligned_alloc may return null for 0 bytes
+    const size_t bytes = round_up(std::max<size_t>(1, static_cast<size_t>(size_) * sizeof(T)));
     // C's aligned_alloc rather than the aligned operator new: in a test with GCC 12's libstdc++ and glibc 2.36, a
     // 16-MB block freed by the aligned operator delete was not handed out again for the next block of that size (a
     // training step's activations), so each step faulted fresh pages in, while aligned_alloc's blocks were reused
