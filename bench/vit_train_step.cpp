@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
     return examples::usage_exit(app, e);  // 2 for a usage error, as the examples (docs/training.md)
   }
 
+  keep_freed_memory_for_reuse();  // as train_cifar10 does (core/memory_reuse.hpp): the step it runs
   std::cout << "tessera vit_cifar, " << (inference ? "inference" : "training step") << ", batch " << batch
             << (composed ? ", composed attention" : ", fused attention") << std::endl;
   for (int t : threads) {
