@@ -456,13 +456,19 @@ TEST_CASE("a time budget's step count: the largest run whose steps, evaluations 
   check_error([&] { train::plan_total_steps(in); }, {"plan_total_steps"});
 }
 
-TEST_CASE("a time-budgeted run plans its length from its first steps and lays the schedule over it") {
-  TempDir dir;
+// tiny_options with a 12-s budget, no evaluation on the way and a linear decay to 0: the budgeted runs below.
+train::TrainerOptions budgeted_tiny_options() {
   train::TrainerOptions options = tiny_options();
   options.time_budget_minutes = 0.2;  // 12 s
   options.eval_every = 0;
   options.decay = optim::Decay::linear;
   options.min_lr = 0.0;
+  return options;
+}
+
+TEST_CASE("a time-budgeted run plans its length from its first steps and lays the schedule over it") {
+  TempDir dir;
+  train::TrainerOptions options = budgeted_tiny_options();
   options.checkpoint = dir / "budget.safetensors";
   options.csv = dir / "budget.csv";
   const auto start = std::chrono::steady_clock::now();
@@ -527,11 +533,7 @@ class SlowStartDataset final : public data::Dataset {
 
 TEST_CASE("a budgeted run re-plans at epoch ends from the pace since its plan, re-laying the rest of the schedule") {
   TempDir dir;
-  train::TrainerOptions options = tiny_options();
-  options.time_budget_minutes = 0.2;  // 12 s
-  options.eval_every = 0;
-  options.decay = optim::Decay::linear;
-  options.min_lr = 0.0;
+  train::TrainerOptions options = budgeted_tiny_options();
   options.csv = dir / "replan.csv";
   const auto start = std::chrono::steady_clock::now();
   options.budget_start = start;
