@@ -661,6 +661,12 @@ TEST_CASE("a schedule continued over another length goes on from where it stands
   check_error([&] { optim::WarmupDecaySchedule(1.0, 110, 10, 0.1, optim::Decay::linear, 60, 1.5); }, {"anchor"});
 }
 
+TEST_CASE("a re-plan measures the pace over at least an epoch and a tenth of the run") {
+  CHECK(train::replan_window_steps(195, 13000) == 1300);  // a 60-minute fast run: a tenth, about 6.7 epochs
+  CHECK(train::replan_window_steps(195, 1200) == 195);    // a short run: one epoch
+  CHECK(train::replan_window_steps(6, 59) == 6);
+}
+
 TEST_CASE("a re-plan's length: the budget at the new pace, kept when the change is under half a percent") {
   // 10000 s, 1 s a step, nothing else: 10000 steps fit.
   train::BudgetInputs in{.budget = 10000.0, .elapsed = 0.0, .steps_done = 0, .step = 1.0, .evaluation = 0.0,

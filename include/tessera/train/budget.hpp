@@ -79,6 +79,13 @@ inline int64_t replanned_total_steps(const BudgetInputs& in, int64_t planned_tot
   return change >= std::max(1.0, 0.005 * static_cast<double>(planned_total)) ? total : planned_total;
 }
 
+// How many timed steps a re-plan's pace is measured over: at least an epoch and a tenth of the run. A shorter window
+// follows a shared machine's noise rather than its drift (with one epoch of 10 s a 3-minute run's plan swung by up
+// to 18% at every epoch end, zig-zagging the slope of the decay).
+inline int64_t replan_window_steps(int64_t steps_per_epoch, int64_t planned_total) {
+  return std::max(steps_per_epoch, planned_total / 10);
+}
+
 // The warmup of a budgeted run of total_steps planned at step planned_at: the recipe's, unless that is more than a
 // fifth of the run; then a fifth of it, but never ending before the steps already taken (their learning rates were
 // the recipe's warmup, which a shorter one continues from above).
@@ -87,15 +94,15 @@ inline int64_t budget_warmup_steps(int64_t recipe_warmup, int64_t total_steps, i
   return std::min(recipe_warmup, std::min(total_steps, std::max(planned_at, total_steps / 5)));
 }
 
-// The plan a budgeted run makes after its first steps and revises at every epoch end from the pace of that epoch
-// (a shared machine's speed drifts), re-laying the rest of the schedule over the new length
+// The plan a budgeted run makes after its first steps and revises at epoch ends from the pace since the last plan
+// (a shared machine's speed drifts; replan_window_steps), re-laying the rest of the schedule over the new length
 // (optim::WarmupDecaySchedule::continued, anchored where the re-plan happened). A resumed run reads it from the
 // checkpoint and keeps it.
 struct BudgetPlan {
   int64_t total_steps = 0;
   int64_t warmup_steps = 0;  // the recipe's warmup, shortened to a fifth of a run too short for it
   int64_t planned_at_step = 0;
-  double step_seconds = 0.0;  // the pace the plan was made with (the first steps', then the last epoch's)
+  double step_seconds = 0.0;  // the pace the plan was made with (the first steps', then the last window's)
   double evaluation_seconds = 0.0;
   double checkpoint_seconds = 0.0;
   int64_t replans = 0;           // revisions that changed total_steps

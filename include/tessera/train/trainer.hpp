@@ -678,14 +678,14 @@ class Trainer {
   }
 
   // At an epoch end of a budgeted run that planned in this session: plans again from the pace of the steps since
-  // the last plan (at least an epoch's, and a 50th of the run's) and the evaluation just timed, if any, so that a
+  // the last plan (at least an epoch's, and a tenth of the run's) and the evaluation just timed, if any, so that a
   // machine slower or faster than during the first steps neither cuts the schedule short (stopped early, the
   // learning rate still high) nor leaves the budget unused. The rest of the decay is re-laid over the new length
   // from here: no jump in the learning rate. Rank 0's plan is everyone's (every rank counts the same steps, so all
   // reach the broadcast together). A resumed run keeps its plan (so that it reproduces the run it continues).
   void replan(double eval_seconds) {
     if (!options_.budgeted() || !plan_ || resumed_) return;
-    if (pace_steps_ < std::max(steps_per_epoch_, plan_->total_steps / 50)) return;
+    if (pace_steps_ < replan_window_steps(steps_per_epoch_, plan_->total_steps)) return;
     BudgetPlan plan = *plan_;
     if (eval_seconds > 0.0) plan.evaluation_seconds = eval_seconds;
     const double step_seconds = pace_seconds_ / static_cast<double>(pace_steps_);
