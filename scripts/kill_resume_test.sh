@@ -29,6 +29,20 @@ threads="${THREADS:-2}"
 RANDOM="${SEED:-1}"
 require_train_cifar10 kill_resume_test "$binary" 2
 
+# A process started with SIGINT ignored (a background job of a non-interactive shell, nohup, some CI runners) passes
+# the ignore on, and train_cifar10 leaves an inherited ignore alone, as programs should: the Ctrl-C part could not
+# work. Say so before spending minutes on the kills. (Signal 2 is bit 1 of /proc's SigIgn mask.)
+if [[ -r /proc/$$/status ]]; then
+  ignored_mask="$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$$/status")"
+  if [[ -n "$ignored_mask" ]] && (( (16#$ignored_mask >> 1) & 1 )); then
+    echo "kill_resume_test: error: this shell was started with SIGINT ignored (inherited from its parent: a background" >&2
+    echo "  job of a non-interactive shell, or nohup), so the Ctrl-C part cannot be tested. Start it in the foreground," >&2
+    echo "  or from a parent that restores SIGINT's default action (for example: python3 -c 'import os, signal;" >&2
+    echo "  signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(\"$0\", [\"$0\", ...])')." >&2
+    exit 2
+  fi
+fi
+
 work="$(new_work_dir kill_resume)"
 pid=""
 cleanup() {
