@@ -662,8 +662,8 @@ TEST_CASE("a schedule continued over another length goes on from where it stands
 }
 
 TEST_CASE("a re-plan measures the pace over at least an epoch and a tenth of the run") {
-  CHECK(train::replan_window_steps(195, 13000) == 1300);  // a 60-minute fast run: a tenth, about 6.7 epochs
-  CHECK(train::replan_window_steps(195, 1200) == 195);    // a short run: one epoch
+  CHECK(train::replan_window_steps(390, 13000) == 1300);  // a 60-minute fast run on a Zen 3: a tenth, 3.3 epochs
+  CHECK(train::replan_window_steps(390, 1200) == 390);    // a short run: one epoch
   CHECK(train::replan_window_steps(6, 59) == 6);
 }
 
