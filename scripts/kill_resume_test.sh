@@ -13,7 +13,8 @@
 #   BINARY:          train_cifar10 (cmake --build --preset release --target train_cifar10)
 #   KILLS:           SIGKILLs before the run may finish (default 24)
 #   SEED (default 1) seeds the random kill times; THREADS (default 2) the compute threads of each run.
-# Exit status: 0 when every check passed, 1 when one failed (the message says which), 2 for bad arguments.
+# Exit status: 0 when every check passed, 1 when one failed (the message says which), 2 for bad arguments or when
+# started with SIGINT ignored.
 set -euo pipefail
 # shellcheck source=scripts/lib/train_cifar10.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/train_cifar10.sh"
