@@ -199,13 +199,14 @@ wait_for() {
 kill_count=0
 # Four ways to kill, drawn at random: as the checkpoint's temporary file appears, as a new CSV row lands (the
 # checkpoint's save follows it), at a random moment of the start-up (loading, resuming), at a random moment of up to
-# 2.5 epochs of training. From epoch 6 on not the last, and in the last epoch only kills during the start-up, which
-# cannot let the run progress, so that every kill lands before the run is over.
+# 2.5 epochs of training. From epoch 6 on only kills during the start-up, which cannot let the run progress, so that
+# every kill lands before the run is over (on a fast machine, a Zen 5, a save's temporary file can come and go between
+# two polls: a kill waiting for one then finds the run finished).
 while ((kill_count < kills)); do
   epochs_done=0
   [[ -f "$run/checkpoint.safetensors" ]] && epochs_done=$(metadata "$run/checkpoint.safetensors" epoch)
   mode=$((RANDOM % 4))
-  ((epochs_done >= 6 && mode == 3 || epochs_done >= 7)) && mode=2
+  ((epochs_done >= 6)) && mode=2
   start_run
   case $mode in
     0) wait_for temp; how="as a temporary file appeared" ;;
