@@ -67,7 +67,8 @@ def main():
     groups = group_by_budget([final_point(path) for path in args.fast])
     xs = [statistics.mean(m for m, _ in g) for g in groups]
     ys = [statistics.mean(a for _, a in g) for g in groups]
-    ax.plot(xs, ys, "-o", color="tab:red", label=f"tessera fast recipe (mean of {len(args.fast)} runs)", zorder=3)
+    ax.plot(xs, ys, "-o", color="tab:red", zorder=3,
+            label=f"tessera fast recipe ({len(args.fast)} runs; the mean per budget)")
     for g in groups:
         ax.scatter([m for m, _ in g], [a for _, a in g], color="tab:red", alpha=0.4, s=14, zorder=3)
     for (x, y), g in zip(zip(xs, ys), groups):
