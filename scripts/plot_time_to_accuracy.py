@@ -3,8 +3,8 @@
 and PyTorch + timm's reference curve (docs/fast_training.md, "Accuracy against the clock").
 
 Usage: plot_time_to_accuracy.py OUT.png --fast RUN.csv [RUN.csv ...]
-                                [--reference REF.csv ... --reference-img-per-s R] [--pytorch-img-per-s P]
-                                [--cpu TEXT]
+                                [--reference REF.csv ... --reference-img-per-s R] [--reference-timed RUN.csv ...]
+                                [--pytorch-img-per-s P] [--cpu TEXT]
 
 --fast      train_cifar10 CSVs of `--recipe fast --time-budget M` runs. Each run is one point: the test accuracy of
             its last row at its elapsed seconds (start to the final evaluation). Runs whose budgets agree within 10%
@@ -13,6 +13,8 @@ Usage: plot_time_to_accuracy.py OUT.png --fast RUN.csv [RUN.csv ...]
             Epoch e is placed at e * 49,920 images / R images/s: the step time of the reference model measured on the
             plotted machine (bench/vit_train_step), so that curves from runs made on other machines (or at one thread
             each, side by side) land where this machine would put them. Evaluation time is not counted.
+--reference-timed  train_cifar10 CSVs of reference-recipe runs made on the plotted machine, each drawn at its own
+            elapsed seconds (evaluations and data loading included): a check on where --reference places the curve.
 --pytorch-img-per-s  places PyTorch + timm's per-epoch accuracies of ../shared/GUIDE.md (one seed, 10- and 30-epoch
             schedules) the same way, at PyTorch's step time measured on the plotted machine
             (bench/pytorch_train_step.py).
@@ -52,6 +54,7 @@ def main():
     parser.add_argument("--fast", nargs="+", required=True)
     parser.add_argument("--reference", nargs="+", default=[])
     parser.add_argument("--reference-img-per-s", type=float)
+    parser.add_argument("--reference-timed", nargs="+", default=[])
     parser.add_argument("--pytorch-img-per-s", type=float)
     parser.add_argument("--cpu", default="", help="the CPU of the runs, for the title")
     args = parser.parse_args()
@@ -81,6 +84,12 @@ def main():
         minutes = [(e + 1) * IMAGES_PER_EPOCH / args.reference_img_per_s / 60.0 for e in range(epochs)]
         ax.plot(minutes, mean, "-s", color="tab:blue", markersize=3,
                 label=f"tessera reference recipe, {epochs} epochs (mean of {len(curves)} seeds)")
+    for i, path in enumerate(args.reference_timed):
+        rows = [r for r in read_rows(path) if r["test_acc"] != ""]
+        runs = "one run" if len(args.reference_timed) == 1 else f"{len(args.reference_timed)} runs"
+        label = f"tessera reference recipe as timed here ({runs})" if i == 0 else None
+        ax.plot([float(r["elapsed_s"]) / 60.0 for r in rows], [float(r["test_acc"]) for r in rows], "-^",
+                color="tab:cyan", markersize=3, label=label)
     if args.pytorch_img_per_s:
         for epochs, style in ((10, ":"), (30, "--")):
             accuracy = PYTORCH_REFERENCE[epochs]
