@@ -31,8 +31,12 @@ IMAGES_PER_EPOCH = 49920  # 390 batches of 128 (the last incomplete batch is dro
 from plot_training_curve import REFERENCE as PYTORCH_REFERENCE, read_rows
 
 
+def evaluated_rows(path):
+    return [r for r in read_rows(path) if r["test_acc"] != ""]
+
+
 def final_point(path):
-    rows = [r for r in read_rows(path) if r["test_acc"] != ""]
+    rows = evaluated_rows(path)
     if not rows:
         sys.exit(f"{path}: no evaluated row")
     return float(rows[-1]["elapsed_s"]) / 60.0, float(rows[-1]["test_acc"])
@@ -78,14 +82,14 @@ def main():
         ax.annotate(f"{y:.1f}%", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8, color="tab:red")
 
     if args.reference:
-        curves = [[float(r["test_acc"]) for r in read_rows(path) if r["test_acc"] != ""] for path in args.reference]
+        curves = [[float(r["test_acc"]) for r in evaluated_rows(path)] for path in args.reference]
         epochs = min(len(c) for c in curves)
         mean = [statistics.mean(c[e] for c in curves) for e in range(epochs)]
         minutes = [(e + 1) * IMAGES_PER_EPOCH / args.reference_img_per_s / 60.0 for e in range(epochs)]
         ax.plot(minutes, mean, "-s", color="tab:blue", markersize=3,
                 label=f"tessera reference recipe, {epochs} epochs (mean of {len(curves)} seeds)")
     for i, path in enumerate(args.reference_timed):
-        rows = [r for r in read_rows(path) if r["test_acc"] != ""]
+        rows = evaluated_rows(path)
         runs = "one run" if len(args.reference_timed) == 1 else f"{len(args.reference_timed)} runs"
         label = f"tessera reference recipe as timed here ({runs})" if i == 0 else None
         ax.plot([float(r["elapsed_s"]) / 60.0 for r in rows], [float(r["test_acc"]) for r in rows], "-^",
